@@ -1,0 +1,281 @@
+"""Titanium's configuration: one JSON file, validated once into frozen dataclasses.
+
+Shape (every key optional; the defaults below are the only place defaults live)::
+
+    {"titanium": {
+        "cameras": [{"id": "cam0", "device": "testpattern", "resolution": "1280x720",
+                     "fps": 30, "format": "auto", "codec": "h264", "bitrate": 2000,
+                     "controls": {"brightness": 128}, "cpu": null, "realtime_priority": 10}],
+        "streaming": {"default_quality": "high", "max_viewers": 10,
+                      "adaptive_bitrate": true, "print_protection": true},
+        "http": {"listen": "127.0.0.1:8080"},
+        "runtime_dir": "/run/titanium"}}
+
+Every error names the key path (``titanium.cameras[0].fps``) and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from titanium.common.fields import ConfigError, Field, take_fields
+
+__all__ = ["Config", "ConfigError", "load_config", "parse_config"]
+
+# JPEG quality used for each of the spec's quality names when Titanium encodes JPEG itself.
+QUALITY_JPEG = {"high": 85, "medium": 70, "low": 50}
+CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
+V4L2_PATH = re.compile(r"^/dev/(video\d+|v4l/by-(id|path)/.+)$")
+PIXEL_FORMATS = ("auto", "MJPEG", "YUYV", "NV12", "YU12")
+
+
+@dataclass(frozen=True)
+class Resolution:
+    width: int
+    height: int
+
+    def __str__(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+@dataclass(frozen=True)
+class CameraConfig:
+    id: str
+    device: str
+    resolution: Resolution
+    fps: int
+    format: str
+    codec: str
+    bitrate: int
+    controls: Mapping[str, int]
+    cpu: int | None
+    realtime_priority: int
+
+    @property
+    def source_kind(self) -> str:
+        """'v4l2', 'testpattern' or 'file'."""
+        if self.device == "testpattern":
+            return "testpattern"
+        if self.device.startswith("file:"):
+            return "file"
+        return "v4l2"
+
+
+@dataclass(frozen=True)
+class StreamingConfig:
+    default_quality: str
+    max_viewers: int
+    adaptive_bitrate: bool
+    print_protection: bool
+
+    @property
+    def jpeg_quality(self) -> int:
+        return QUALITY_JPEG[self.default_quality]
+
+
+@dataclass(frozen=True)
+class HttpConfig:
+    host: str
+    port: int
+
+    @property
+    def listen(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Config:
+    cameras: tuple[CameraConfig, ...]
+    streaming: StreamingConfig
+    http: HttpConfig
+    runtime_dir: Path
+    source: str = field(default="defaults", compare=False)
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for cam in self.cameras:
+            if cam.id == camera_id:
+                return cam
+        raise KeyError(camera_id)
+
+
+def _device(value: str) -> str:
+    if value in ("testpattern", "auto") or (value.startswith("file:") and len(value) > 5):
+        return value
+    if V4L2_PATH.match(value):
+        return value
+    raise ValueError(
+        "a V4L2 path (/dev/videoN, /dev/v4l/by-id/…), 'testpattern', 'file:PATH' or 'auto'"
+    )
+
+
+def _resolution(value: str) -> Resolution:
+    m = re.fullmatch(r"(\d+)x(\d+)", value)
+    if not m:
+        raise ValueError("WIDTHxHEIGHT, for example 1280x720")
+    w, h = int(m.group(1)), int(m.group(2))
+    if not (16 <= w <= 4096 and 16 <= h <= 4096) or w % 2 or h % 2:
+        raise ValueError("even width and height between 16 and 4096")
+    return Resolution(w, h)
+
+
+def _camera_id(value: str) -> str:
+    if not CAMERA_ID.match(value):
+        raise ValueError("lower-case letters, digits, '-' and '_', at most 32, starting alnum")
+    return value
+
+
+def _controls(value: dict[str, Any]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for name, v in value.items():
+        if isinstance(v, bool):
+            v = int(v)
+        if not isinstance(v, int):
+            raise ValueError(f"control {name!r}: an integer (or true/false), got {v!r}")
+        out[name] = v
+    return out
+
+
+def _cpu(value: int | None) -> int | None:
+    if value is not None and not 0 <= value < 1024:
+        raise ValueError("a CPU index (0, 1, …) or null for no pinning")
+    return value
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError("HOST:PORT, for example 127.0.0.1:8080 or 0.0.0.0:8080")
+    return host.strip("[]"), int(port)
+
+
+def default_runtime_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/run/titanium")
+    xdg = os.environ.get("XDG_RUNTIME_DIR")
+    if xdg:
+        return Path(xdg) / "titanium"
+    return Path(f"/tmp/titanium-{os.getuid()}")
+
+
+CAMERA_FIELDS = (
+    Field("id", str, "cam0", "name used in URLs and messages", _camera_id),
+    Field("device", str, "auto", "V4L2 path, 'testpattern', 'file:PATH' or 'auto'", _device),
+    Field("resolution", str, "1280x720", "capture size WIDTHxHEIGHT", _resolution),
+    Field("fps", int, 30, "capture frame rate", range=(1, 120)),
+    Field("format", str, "auto", "V4L2 pixel format to ask for", choices=PIXEL_FORMATS),
+    Field("codec", str, "h264", "WebRTC codec (MJPEG is always served)", choices=("h264", "mjpeg")),
+    Field("bitrate", int, 2000, "H.264 bitrate in kbit/s", range=(100, 50000)),
+    Field("controls", dict, {}, "V4L2 controls by name, applied at start", _controls),
+    Field("cpu", (int, type(None)), None, "CPU to pin capture to", _cpu),
+    Field("realtime_priority", int, 10, "SCHED_FIFO priority for capture, 0 = off", range=(0, 99)),
+)
+STREAMING_FIELDS = (
+    Field("default_quality", str, "high", "quality step", choices=tuple(QUALITY_JPEG)),
+    Field("max_viewers", int, 10, "viewers served at once per camera", range=(1, 1000)),
+    Field("adaptive_bitrate", bool, True, "follow viewers' bandwidth", None),
+    Field("print_protection", bool, True, "give way to the printer", None),
+)
+HTTP_FIELDS = (Field("listen", str, "127.0.0.1:8080", "HTTP front door address", _listen),)
+
+
+def parse_config(
+    raw: Any,
+    source: str = "<config>",
+    find_camera: Callable[[], str | None] | None = None,
+) -> Config:
+    """Validate a decoded JSON document into a :class:`Config`, or raise ConfigError.
+
+    ``device: "auto"`` becomes the first V4L2 camera that ``find_camera`` returns, else the
+    test pattern; with no cameras at all, one automatic camera is configured.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError("", "a JSON object with a 'titanium' key")
+    top = take_fields(raw, "", (Field("titanium", dict, {}, "Titanium's settings", None),))
+    ti = top["titanium"]
+    section = take_fields(
+        ti,
+        "titanium",
+        (
+            Field("cameras", list, [{}], "the cameras to stream", None),
+            Field("streaming", dict, {}, "viewer settings", None),
+            Field("http", dict, {}, "the HTTP front door", None),
+            Field("runtime_dir", str, "", "folder for sockets and shared-memory names", None),
+        ),
+    )
+    raw_cams = section["cameras"] or [{}]
+    cameras: list[CameraConfig] = []
+    for i, cam in enumerate(raw_cams):
+        path = f"titanium.cameras[{i}]"
+        if not isinstance(cam, dict):
+            raise ConfigError(path, "an object")
+        values = take_fields(cam, path, CAMERA_FIELDS)
+        if len(raw_cams) > 1 and "id" not in cam:
+            values["id"] = f"cam{i}"
+        if values["device"] == "auto":
+            found = find_camera() if find_camera else None
+            values["device"] = found or "testpattern"
+        if any(c.id == values["id"] for c in cameras):
+            raise ConfigError(f"{path}.id", f"unique camera ids; {values['id']!r} is used twice")
+        cameras.append(CameraConfig(**values))
+    streaming = StreamingConfig(
+        **take_fields(section["streaming"], "titanium.streaming", STREAMING_FIELDS)
+    )
+    host, port = take_fields(section["http"], "titanium.http", HTTP_FIELDS)["listen"]
+    runtime = Path(section["runtime_dir"]) if section["runtime_dir"] else default_runtime_dir()
+    return Config(tuple(cameras), streaming, HttpConfig(host, port), runtime, source)
+
+
+def load_config(
+    path: str | os.PathLike[str] | None,
+    find_camera: Callable[[], str | None] | None = None,
+) -> Config:
+    """Load and validate the config file at ``path``; ``None`` means all defaults."""
+    if path is None:
+        return parse_config({}, "defaults", find_camera)
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError("", f"a readable file at {path}: {e.strerror}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError("", f"valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    return parse_config(raw, str(path), find_camera)
+
+
+def config_to_json(config: Config) -> dict[str, Any]:
+    """The config as a document :func:`parse_config` reads back to an equal Config: what
+    ``titaniumctl up`` hands every service, with defaults and ``auto`` resolved once."""
+    return {
+        "titanium": {
+            "cameras": [
+                {
+                    "id": c.id,
+                    "device": c.device,
+                    "resolution": str(c.resolution),
+                    "fps": c.fps,
+                    "format": c.format,
+                    "codec": c.codec,
+                    "bitrate": c.bitrate,
+                    "controls": dict(c.controls),
+                    "cpu": c.cpu,
+                    "realtime_priority": c.realtime_priority,
+                }
+                for c in config.cameras
+            ],
+            "streaming": {
+                "default_quality": config.streaming.default_quality,
+                "max_viewers": config.streaming.max_viewers,
+                "adaptive_bitrate": config.streaming.adaptive_bitrate,
+                "print_protection": config.streaming.print_protection,
+            },
+            "http": {"listen": config.http.listen},
+            "runtime_dir": str(config.runtime_dir),
+        }
+    }

@@ -1,0 +1,53 @@
+"""Every ipc endpoint and shared-memory name, in one place, derived from the runtime directory.
+
+Two Titanium instances with different runtime directories never share a socket or a segment:
+shared-memory names (which live in one flat /dev/shm namespace) carry a short hash of the
+runtime directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+SHM_PREFIX = "titanium-"
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    runtime_dir: Path
+
+    @property
+    def instance(self) -> str:
+        """Short stable id of this runtime directory, used in shared-memory names."""
+        return hashlib.sha1(str(self.runtime_dir.resolve()).encode()).hexdigest()[:8]
+
+    def _ipc(self, name: str) -> str:
+        return f"ipc://{self.runtime_dir / name}"
+
+    def capture_pub(self, camera_id: str) -> str:
+        """PUB of one capture process: FrameReady, CameraStatus, heartbeats."""
+        return self._ipc(f"capture-{camera_id}.pub")
+
+    def ring_name(self, camera_id: str, stream: str) -> str:
+        """Shared-memory name of a camera's frame ring ('raw', later 'h264', 'jpeg')."""
+        return f"{SHM_PREFIX}{self.instance}-{camera_id}-{stream}"
+
+    def shm_glob(self) -> str:
+        """Glob under /dev/shm matching every segment of this instance."""
+        return f"{SHM_PREFIX}{self.instance}-*"
+
+    def ipc_files(self) -> list[Path]:
+        """Socket files present under the runtime directory (for clean-up checks)."""
+        return sorted(self.runtime_dir.glob("*.pub")) + sorted(self.runtime_dir.glob("*.sock"))
+
+    @property
+    def supervisor_socket(self) -> Path:
+        return self.runtime_dir / "supervisor.sock"
+
+
+def unlink_ipc(endpoint: str) -> None:
+    """Remove the socket file of a bound ``ipc://`` endpoint: libzmq leaves it behind."""
+    if endpoint.startswith("ipc://"):
+        Path(endpoint[len("ipc://") :]).unlink(missing_ok=True)

@@ -1,0 +1,85 @@
+"""The small declarative validator behind config.py: a field has a type, a default, a
+one-line description and either a range, a set of choices or a converter."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A config value that is missing, unknown or out of range, with its key path."""
+
+    def __init__(self, path: str, expected: str, got: object = ...) -> None:
+        self.path = path or "<root>"
+        self.expected = expected
+        suffix = "" if got is ... else f" (got {got!r})"
+        super().__init__(f"{self.path}: expected {expected}{suffix}")
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: type | tuple[type, ...]
+    default: Any
+    help: str
+    convert: Callable[[Any], Any] | None = None
+    range: tuple[int, int] | None = None
+    choices: Sequence[str] | None = None
+
+    def describe(self) -> str:
+        if self.range is not None:
+            lo, hi = self.range
+            return f"an integer from {lo} to {hi} ({self.help})"
+        if self.choices is not None:
+            return "one of " + ", ".join(repr(a) for a in self.choices) + f" ({self.help})"
+        names = {
+            bool: "true or false",
+            int: "an integer",
+            str: "a string",
+            dict: "an object",
+            list: "a list",
+            type(None): "null",
+        }
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        return " or ".join(names.get(t, t.__name__) for t in types) + f" ({self.help})"
+
+    def check(self, value: Any, path: str) -> Any:
+        types = self.type if isinstance(self.type, tuple) else (self.type,)
+        # bool is an int subclass: true is not a frame rate.
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
+            raise ConfigError(path, self.describe(), value)
+        if self.range is not None and not self.range[0] <= _as_any(value) <= self.range[1]:
+            raise ConfigError(path, self.describe(), value)
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(path, self.describe(), value)
+        if self.convert is not None:
+            try:
+                return self.convert(value)
+            except ValueError as e:
+                raise ConfigError(path, f"{e} ({self.help})", value) from None
+        return value
+
+
+def _as_any(value: Any) -> Any:
+    """``value`` with its type narrowing undone (isinstance against a runtime tuple)."""
+    return value
+
+
+def take_fields(obj: dict[str, Any], path: str, fields: Sequence[Field]) -> dict[str, Any]:
+    """Check ``obj`` against ``fields``: unknown keys and bad values raise ConfigError."""
+    if not isinstance(obj, dict):
+        raise ConfigError(path, "an object", obj)
+    known = {f.name for f in fields}
+    for key in obj:
+        if key not in known:
+            where = f"{path}.{key}" if path else key
+            raise ConfigError(where, "one of the known keys: " + ", ".join(sorted(known)))
+    out: dict[str, Any] = {}
+    for f in fields:
+        where = f"{path}.{f.name}" if path else f.name
+        value = obj[f.name] if f.name in obj else copy.deepcopy(f.default)
+        out[f.name] = f.check(value, where)
+    return out

@@ -1,0 +1,115 @@
+"""Every message on Titanium's bus: a frozen dataclass with its topic and version, and the
+single msgpack encode/decode pair.
+
+On the wire a message is two ZeroMQ frames: the topic (bytes, for SUB filtering) and a
+msgpack map of the dataclass fields plus ``v``, the message version.  A reader that gets a
+newer version than it knows decodes the fields it knows and ignores the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+import msgpack
+
+M = TypeVar("M", bound="Message")
+_REGISTRY: dict[bytes, type[Message]] = {}
+
+
+class MessageError(ValueError):
+    """A frame pair that is not a known, well-formed message."""
+
+
+@dataclass(frozen=True)
+class Message:
+    TOPIC: ClassVar[bytes] = b""
+    VERSION: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.TOPIC:
+            _REGISTRY[cls.TOPIC] = cls
+
+
+@dataclass(frozen=True)
+class FrameReady(Message):
+    """A frame was written to a ring slot. Carries the slot reference, never pixels."""
+
+    TOPIC: ClassVar[bytes] = b"frame"
+    camera: str
+    ring: str  # shared-memory name of the ring
+    ring_id: int  # the ring instance (a restarted producer makes a new one)
+    slot: int
+    seq: int
+    fourcc: str  # 'MJPG', 'YUYV', 'YU12', 'NV12'
+    width: int
+    height: int
+    ts_wall: float  # capture time, seconds since the epoch
+    placeholder: bool = False  # the "camera offline" frame
+
+
+@dataclass(frozen=True)
+class CameraStatus(Message):
+    """What capture knows about its camera, published about once a second."""
+
+    TOPIC: ClassVar[bytes] = b"camera"
+    camera: str
+    source: str  # 'v4l2:/dev/video0', 'testpattern', 'file:…'
+    online: bool
+    fourcc: str
+    width: int
+    height: int
+    fps_configured: float
+    fps_measured: float
+    frames: int
+    dropped: int  # frames the source produced that never reached the ring
+    error: str = ""
+    controls: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Heartbeat(Message):
+    """A service says it is alive, about once a second."""
+
+    TOPIC: ClassVar[bytes] = b"heartbeat"
+    service: str  # 'capture-cam0', 'mjpeg'
+    pid: int
+    started: float  # wall clock
+    state: str = "running"
+    detail: str = ""
+
+
+def encode(msg: Message) -> list[bytes]:
+    """The two ZeroMQ frames for ``msg``."""
+    body = dataclasses.asdict(msg)
+    body["v"] = msg.VERSION
+    return [msg.TOPIC, msgpack.packb(body, use_bin_type=True)]
+
+
+def decode(frames: list[bytes]) -> Message:
+    """The message in a frame pair, or MessageError."""
+    if len(frames) != 2:
+        raise MessageError(f"expected 2 frames, got {len(frames)}")
+    cls = _REGISTRY.get(bytes(frames[0]))
+    if cls is None:
+        raise MessageError(f"unknown topic {bytes(frames[0])!r}")
+    try:
+        body = msgpack.unpackb(frames[1], raw=False)
+    except (ValueError, msgpack.UnpackException) as e:
+        raise MessageError(f"malformed msgpack: {e}") from None
+    if not isinstance(body, dict):
+        raise MessageError("body is not a map")
+    names = {f.name for f in dataclasses.fields(cls)}
+    try:
+        return cls(**{k: v for k, v in body.items() if k in names})
+    except TypeError as e:
+        raise MessageError(f"{cls.__name__}: {e}") from None
+
+
+def decode_as(cls: type[M], frames: list[bytes]) -> M:
+    msg = decode(frames)
+    if not isinstance(msg, cls):
+        raise MessageError(f"expected {cls.__name__}, got {type(msg).__name__}")
+    return msg

@@ -1,0 +1,248 @@
+"""The capture loop: frames from a FrameSource into the camera's ring, a FrameReady for each
+on the bus, and the "camera offline" frame with retries when the source fails."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+import zmq
+
+from titanium.common.config import CameraConfig
+from titanium.common.endpoints import unlink_ipc
+from titanium.common.messages import CameraStatus, FrameReady, Heartbeat, Message, encode
+from titanium.common.ring import FLAG_PLACEHOLDER, RingWriter
+from titanium.services.capture.placeholder import Placeholder
+from titanium.services.capture.source import (
+    FrameSource,
+    SourceConfigError,
+    SourceError,
+    StreamFormat,
+)
+
+log = logging.getLogger("titanium.capture")
+RING_SLOTS = 4
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 5.0
+STATUS_PERIOD = 1.0
+
+
+class Capture:
+    """Owns one camera's source, ring and publisher socket."""
+
+    def __init__(
+        self,
+        camera: CameraConfig,
+        source: FrameSource,
+        ring_name: str,
+        pub: zmq.Socket,
+        started: float,
+    ) -> None:
+        self.camera = camera
+        self.source = source
+        self.ring_name = ring_name
+        self.pub = pub
+        self.started = started
+        self.ring: RingWriter | None = None
+        self.format: StreamFormat | None = None
+        self.online = False
+        self.error = ""
+        self.frames = 0
+        self._placeholder = Placeholder(camera.resolution.width, camera.resolution.height)
+        self._window_frames = 0
+        self._window_start = time.monotonic()
+        self._fps = 0.0
+        self._last_status = 0.0
+
+    def run(self, stopping: threading.Event) -> None:
+        res = self.camera.resolution
+        self._ensure_ring(res.width * res.height * 2)
+        backoff = BACKOFF_FIRST
+        try:
+            while not stopping.is_set():
+                try:
+                    self.format = self.source.open()
+                except SourceError as e:
+                    self._offline(e)
+                    self._wait_offline(stopping, backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
+                backoff = BACKOFF_FIRST
+                self._ensure_ring(self.format.frame_capacity)
+                self.online, self.error = True, ""
+                log.info(
+                    "%s streaming %s %dx%d at %.3g fps",
+                    self.source.description,
+                    self.format.fourcc,
+                    self.format.width,
+                    self.format.height,
+                    self.format.fps,
+                )
+                try:
+                    self._stream(stopping)
+                except SourceError as e:
+                    self._offline(e)
+                finally:
+                    self.source.close()
+        finally:
+            self.source.close()
+            if self.ring is not None:
+                self.ring.close()
+
+    def _stream(self, stopping: threading.Event) -> None:
+        assert self.ring is not None and self.format is not None
+        fmt = self.format
+        timeout = max(0.8, 2.5 / fmt.fps)  # the offline frame must show within 1 s
+        while not stopping.is_set():
+            view = self.ring.begin()
+            try:
+                frame = self.source.read_into(view, timeout)
+            except BaseException:
+                self.ring.abort()
+                raise
+            finally:
+                _release(view)
+            slot, seq = self.ring.commit(
+                frame.size, fmt.fourcc, fmt.width, fmt.height, frame.mono_ns, frame.wall_ns
+            )
+            self._publish(
+                FrameReady(
+                    self.camera.id,
+                    self.ring.name,
+                    self.ring.ring_id,
+                    slot,
+                    seq,
+                    fmt.fourcc,
+                    fmt.width,
+                    fmt.height,
+                    frame.wall_ns / 1e9,
+                )
+            )
+            self.frames += 1
+            self._window_frames += 1
+            self._maybe_status()
+
+    def _ensure_ring(self, capacity: int) -> None:
+        if self.ring is not None and self.ring.capacity >= capacity:
+            return
+        if self.ring is not None:
+            log.info("frames need %d bytes, more than the ring's slots: new ring", capacity)
+            self.ring.close()
+        self.ring = RingWriter.create(self.ring_name, RING_SLOTS, capacity)
+
+    def _offline(self, error: SourceError) -> None:
+        message = str(error)
+        if message != self.error:  # log the cause once, not on every retry
+            level = logging.ERROR if isinstance(error, SourceConfigError) else logging.WARNING
+            log.log(level, "camera offline: %s", message)
+        self.online, self.error = False, message
+        self.source.close()
+        self._publish_placeholder()
+
+    def _wait_offline(self, stopping: threading.Event, seconds: float) -> None:
+        """Wait ``seconds`` before the next retry, refreshing the offline frame each second."""
+        deadline = time.monotonic() + seconds
+        while not stopping.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if stopping.wait(min(left, 1.0)):
+                return
+            self._publish_placeholder()
+
+    def _publish_placeholder(self) -> None:
+        assert self.ring is not None
+        wall = time.time()
+        jpeg = self._placeholder.jpeg(wall)
+        view = self.ring.begin()
+        view[: len(jpeg)] = jpeg
+        _release(view)
+        w, h = self._placeholder.width, self._placeholder.height
+        slot, seq = self.ring.commit(
+            len(jpeg), "MJPG", w, h, time.monotonic_ns(), int(wall * 1e9), FLAG_PLACEHOLDER
+        )
+        self._publish(
+            FrameReady(
+                self.camera.id,
+                self.ring.name,
+                self.ring.ring_id,
+                slot,
+                seq,
+                "MJPG",
+                w,
+                h,
+                wall,
+                placeholder=True,
+            )
+        )
+        self._maybe_status(force=True)
+
+    def _maybe_status(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_status < STATUS_PERIOD:
+            return
+        elapsed = now - self._window_start
+        if elapsed >= STATUS_PERIOD:
+            self._fps = self._window_frames / elapsed
+            self._window_frames, self._window_start = 0, now
+        if not self.online:
+            self._fps = 0.0
+        self._last_status = now
+        self._publish(self.status())
+        self._publish(Heartbeat(f"capture-{self.camera.id}", os.getpid(), self.started))
+
+    def status(self) -> CameraStatus:
+        fmt = self.format
+        res = self.camera.resolution
+        return CameraStatus(
+            camera=self.camera.id,
+            source=self.source.description,
+            online=self.online,
+            fourcc=fmt.fourcc if fmt else "",
+            width=fmt.width if fmt else res.width,
+            height=fmt.height if fmt else res.height,
+            fps_configured=float(self.camera.fps),
+            fps_measured=round(self._fps, 2),
+            frames=self.frames,
+            dropped=self.source.dropped,
+            error=self.error,
+            controls=self.source.controls() if self.online else {},
+        )
+
+    def _publish(self, msg: Message) -> None:
+        try:
+            self.pub.send_multipart(encode(msg), flags=zmq.NOBLOCK)
+        except zmq.Again:  # PUB drops at its high-water mark; never block capture
+            pass
+
+
+def _release(view: memoryview) -> None:
+    try:
+        view.release()
+    except BufferError:  # a numpy view of it is still alive; it goes with the garbage
+        pass
+
+
+def run_capture(
+    camera: CameraConfig,
+    source: FrameSource,
+    ring_name: str,
+    pub_endpoint: str,
+    stopping: threading.Event,
+    started: float,
+    context_factory: Callable[[], zmq.Context] = zmq.Context,
+) -> None:
+    """Bind the publisher and run the loop until ``stopping`` is set."""
+    ctx = context_factory()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.setsockopt(zmq.SNDHWM, 64)
+    pub.bind(pub_endpoint)
+    try:
+        Capture(camera, source, ring_name, pub, started).run(stopping)
+    finally:
+        pub.close()
+        ctx.term()
+        unlink_ipc(pub_endpoint)

@@ -1,0 +1,84 @@
+"""The FrameSource protocol: what the capture loop needs from a camera, a test pattern or a
+file, and the factory that picks one from config."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from titanium.common.config import CameraConfig
+
+
+class SourceError(RuntimeError):
+    """The source cannot deliver frames now (unplugged, busy, failed); capture retries."""
+
+
+class SourceConfigError(SourceError):
+    """The source cannot do what the config asks (size, format, control): retrying the same
+    request will not help, the message says what the device offers."""
+
+
+@dataclass(frozen=True)
+class StreamFormat:
+    fourcc: str  # 'MJPG', 'YUYV', 'YU12', 'NV12'
+    width: int
+    height: int
+    fps: float
+    frame_capacity: int  # largest frame in bytes
+
+
+@dataclass(frozen=True)
+class CapturedFrame:
+    size: int
+    mono_ns: int
+    wall_ns: int
+
+
+def raw_frame_size(fourcc: str, width: int, height: int) -> int:
+    if fourcc in ("YU12", "NV12"):
+        return width * height * 3 // 2
+    if fourcc == "YUYV":
+        return width * height * 2
+    raise ValueError(f"no fixed frame size for {fourcc}")
+
+
+class FrameSource(Protocol):
+    """A camera-like source. ``open`` starts streaming and tells the negotiated format;
+    ``read_into`` blocks until the next frame is in ``buf`` (at most ``timeout`` seconds,
+    else SourceError); ``close`` may be called at any time, more than once."""
+
+    description: str
+    dropped: int  # frames the device produced that were lost before reaching us
+
+    def open(self) -> StreamFormat: ...
+
+    def read_into(self, buf: memoryview, timeout: float) -> CapturedFrame: ...
+
+    def controls(self) -> dict[str, int]: ...
+
+    def close(self) -> None: ...
+
+
+def make_source(camera: CameraConfig) -> FrameSource:
+    """The source the camera's ``device`` names; imports only what that source needs."""
+    kind = camera.source_kind
+    if kind == "testpattern":
+        from titanium.services.capture.testpattern import TestPatternSource
+
+        return TestPatternSource(camera.resolution.width, camera.resolution.height, camera.fps)
+    if kind == "file":
+        from titanium.services.capture.filesource import FileSource
+
+        return FileSource(
+            camera.device[5:], camera.resolution.width, camera.resolution.height, camera.fps
+        )
+    from titanium.services.capture.v4l2 import V4L2Source
+
+    return V4L2Source(
+        camera.device,
+        camera.resolution.width,
+        camera.resolution.height,
+        camera.fps,
+        camera.format,
+        dict(camera.controls),
+    )

@@ -1,0 +1,175 @@
+"""One camera as the front door sees it: FrameReady from capture, the frame ring, and the
+newest JPEG, made once per frame however many viewers watch and not at all when nobody does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import zmq
+import zmq.asyncio
+
+from titanium.common.jpeg import RAW_FOURCCS, encode_raw, strip_app_segments
+from titanium.common.messages import CameraStatus, FrameReady, Heartbeat, MessageError, decode
+from titanium.common.ring import RingError, RingReader
+from titanium.services.mjpeg.multipart import part
+
+log = logging.getLogger("titanium.mjpeg.feed")
+
+
+@dataclass(frozen=True)
+class JpegFrame:
+    n: int  # the feed's own counter: rises across capture restarts, unlike ring seqs
+    seq: int
+    wall: float
+    jpeg: bytes
+    part: bytes
+    placeholder: bool
+
+
+class CameraFeed:
+    """Follows one capture process and serves its newest frame as JPEG."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        endpoint: str,
+        ctx: zmq.asyncio.Context,
+        quality: int,
+        heartbeats: dict[str, tuple[Heartbeat, float]],
+    ) -> None:
+        self.camera_id = camera_id
+        self.endpoint = endpoint
+        self.quality = quality
+        self.viewers = 0
+        self.status: CameraStatus | None = None
+        self.ready: FrameReady | None = None
+        self.latest: JpegFrame | None = None
+        self.jpeg_frames = 0  # JPEGs made or passed through
+        self.missed = 0  # slots overwritten before the front door could read them
+        self._heartbeats = heartbeats
+        self._sub = ctx.socket(zmq.SUB)
+        self._sub.setsockopt(zmq.LINGER, 0)
+        self._sub.setsockopt(zmq.RCVHWM, 64)
+        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sub.connect(endpoint)
+        self._reader: RingReader | None = None
+        self._reader_id = 0
+        # One worker per camera: JPEG work leaves the event loop, stays ordered, and the
+        # ring reader is only ever touched from this thread.
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"jpeg-{camera_id}")
+        self._new_ready = asyncio.Event()
+        self._new_frame = asyncio.Event()
+        self._n = 0
+
+    async def run(self) -> None:
+        pump = asyncio.ensure_future(self._pump())
+        try:
+            while True:
+                frames = await self._sub.recv_multipart()
+                try:
+                    msg = decode(frames)
+                except MessageError as e:
+                    log.warning("%s: dropped a bad message: %s", self.camera_id, e)
+                    continue
+                if isinstance(msg, FrameReady):
+                    self.ready = msg
+                    self._new_ready.set()
+                elif isinstance(msg, CameraStatus):
+                    self.status = msg
+                elif isinstance(msg, Heartbeat):
+                    self._heartbeats[msg.service] = (msg, time.monotonic())
+        finally:
+            pump.cancel()
+
+    async def _pump(self) -> None:
+        """Make the JPEG of the newest frame while anyone watches; skip the rest."""
+        loop = asyncio.get_running_loop()
+        done = (0, -1)
+        while True:
+            await self._new_ready.wait()
+            self._new_ready.clear()
+            ready = self.ready
+            if self.viewers == 0 or ready is None or (ready.ring_id, ready.seq) == done:
+                continue
+            done = (ready.ring_id, ready.seq)
+            frame = await loop.run_in_executor(self._pool, self._produce, ready)
+            if frame is not None:
+                self._publish(frame)
+
+    def _publish(self, frame: JpegFrame) -> None:
+        if self.latest is None or frame.n > self.latest.n:
+            self.latest = frame
+        event, self._new_frame = self._new_frame, asyncio.Event()
+        event.set()
+
+    def _produce(self, ready: FrameReady) -> JpegFrame | None:
+        """Worker thread: read the slot (zero-copy), JPEG it if raw, check the seqlock."""
+        try:
+            if self._reader is None or self._reader_id != ready.ring_id:
+                if self._reader is not None:
+                    self._reader.close()
+                self._reader = None
+                self._reader = RingReader.attach(ready.ring)
+                self._reader_id = self._reader.ring_id
+        except RingError as e:
+            log.warning("%s: %s", self.camera_id, e)
+            return None
+        reader = self._reader
+        opened = reader.open_slot(ready.slot, ready.seq)
+        if opened is None:
+            self.missed += 1
+            return None
+        lock, info, view = opened
+        try:
+            if info.fourcc == "MJPG":
+                jpeg = bytes(view)
+            elif info.fourcc in RAW_FOURCCS:
+                jpeg = encode_raw(view, info.fourcc, info.width, info.height, self.quality)
+            else:
+                log.warning("%s: no JPEG for %s frames", self.camera_id, info.fourcc)
+                return None
+        finally:
+            view.release()
+        if not reader.still_valid(ready.slot, lock):
+            self.missed += 1
+            return None
+        if info.fourcc == "MJPG":
+            jpeg = strip_app_segments(jpeg)
+        self.jpeg_frames += 1
+        self._n += 1
+        return JpegFrame(
+            self._n, ready.seq, ready.ts_wall, jpeg, part(jpeg, ready.ts_wall), ready.placeholder
+        )
+
+    async def next_frame(self, after: int) -> JpegFrame:
+        """The newest frame newer than ``after`` (a JpegFrame.n), waiting for it."""
+        while self.latest is None or self.latest.n <= after:
+            await self._new_frame.wait()
+        return self.latest
+
+    async def snapshot(self, timeout: float = 0.8) -> JpegFrame | None:
+        """A JPEG of the newest frame: the streamed one when it is current, else made now."""
+        deadline = time.monotonic() + timeout
+        while self.ready is None:
+            if time.monotonic() > deadline:
+                return None
+            await asyncio.sleep(0.02)
+        ready = self.ready
+        latest = self.latest
+        if latest is not None and latest.seq == ready.seq and latest.wall == ready.ts_wall:
+            return latest
+        frame = await asyncio.get_running_loop().run_in_executor(self._pool, self._produce, ready)
+        if frame is not None:
+            self._publish(frame)
+        return frame or self.latest
+
+    def close(self) -> None:
+        self._sub.close()
+        self._pool.shutdown(wait=True)
+        if self._reader is not None:
+            self._reader.close()

@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Set up Titanium on a fresh Debian 12 / Raspberry Pi OS machine and run it, or its tests.
+#   ./titanium.sh up [--config FILE]   install what is missing, then stream (prints the URL)
+#   ./titanium.sh test [PYTEST ARGS]   install what is missing, then lint, type-check, test
+set -euo pipefail
+cd "$(dirname "$0")"
+here=$(pwd)
+venv="$here/.venv"
+
+need_apt() {
+    local missing=()
+    for pkg in "$@"; do
+        dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" \
+            || missing+=("$pkg")
+    done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    echo "titanium: installing Debian packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+}
+
+python=${TITANIUM_PYTHON:-python3}
+
+setup_venv() {
+    local extra=$1
+    if ! "$python" -c 'import sys; assert sys.version_info >= (3, 11)' 2>/dev/null; then
+        echo "titanium: needs Python 3.11 or newer as $python" >&2
+        exit 1
+    fi
+    if [ ! -x "$venv/bin/python" ]; then
+        "$python" -m venv "$venv" || { echo "titanium: python3 -m venv failed (install python3-venv)" >&2; exit 1; }
+    fi
+    # Reinstall only when the project's dependencies changed.
+    local stamp="$venv/.titanium-$extra-$(sha1sum pyproject.toml | cut -c1-12)"
+    if [ ! -f "$stamp" ]; then
+        "$venv/bin/python" -m pip install -q --upgrade pip
+        "$venv/bin/python" -m pip install -q -e ".$extra"
+        rm -f "$venv"/.titanium-*
+        touch "$stamp"
+    fi
+}
+
+cmd=${1:-up}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+    up)
+        need_apt python3 python3-venv
+        setup_venv ""
+        exec "$venv/bin/titaniumctl" up "$@"
+        ;;
+    test)
+        need_apt python3 python3-venv ffmpeg
+        setup_venv "[test]"
+        echo "== ruff"
+        "$venv/bin/ruff" check .
+        "$venv/bin/ruff" format --check .
+        echo "== mypy"
+        "$venv/bin/mypy" common services titanium tests $([ -d benchmarks ] && echo benchmarks)
+        echo "== pytest"
+        exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+        ;;
+    *)
+        echo "usage: $0 up [--config FILE] | test [PYTEST ARGS]" >&2
+        exit 2
+        ;;
+esac

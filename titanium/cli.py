@@ -1,0 +1,108 @@
+"""``titaniumctl``: run Titanium, ask how it is doing, check a config."""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+import click
+
+from titanium.common.config import Config, ConfigError, config_to_json, load_config
+
+
+def _load(path: str | None) -> Config:
+    from titanium.services.capture.discover import find_first_camera
+
+    try:
+        return load_config(path, find_camera=find_first_camera)
+    except ConfigError as e:
+        click.echo(f"titaniumctl: bad config: {e}", err=True)
+        sys.exit(2)
+
+
+@click.group()
+@click.version_option(package_name="titanium")
+def main() -> None:
+    """Titanium: camera streaming for 3D printers."""
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Config file (JSON). Without it: the first camera, else the test pattern.",
+)
+def up(config_path: str | None) -> None:
+    """Run every Titanium service in the foreground; Ctrl-C stops them all."""
+    from titanium.up import run_up
+
+    sys.exit(run_up(_load(config_path)))
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the raw /status document.")
+def status(config_path: str | None, as_json: bool) -> None:
+    """How each camera and service is doing (from the running front door)."""
+    config = _load(config_path)
+    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
+    url = f"http://{host}:{config.http.port}/status"
+    try:
+        with urllib.request.urlopen(url, timeout=3) as res:
+            doc: dict[str, Any] = json.load(res)
+    except (urllib.error.URLError, OSError) as e:
+        click.echo(f"titaniumctl: Titanium is not answering at {url}: {e}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(doc, indent=2))
+        return
+    for cam_id, cam in doc["cameras"].items():
+        state = "online" if cam["online"] else f"OFFLINE {cam['error']}".strip()
+        click.echo(
+            f"camera {cam_id}: {cam['source']} {cam['format']} {cam['width']}x{cam['height']} "
+            f"{cam['fps_measured']}/{cam['fps_configured']} fps, {cam['viewers']} viewers, "
+            f"{cam['frames_dropped']} dropped, {state}"
+        )
+    for name, svc in doc["services"].items():
+        click.echo(f"service {name}: {svc['state']} (pid {svc['pid']}, up {svc['uptime']} s)")
+
+
+@main.group()
+def config() -> None:
+    """Check or show a config."""
+
+
+@config.command("check")
+@click.argument("path", type=click.Path(dir_okay=False))
+def config_check(path: str) -> None:
+    """Validate PATH: exit 0 when good, 2 with the key path when not."""
+    cfg = _load(path)
+    cams = ", ".join(f"{c.id} ({c.device} {c.resolution}@{c.fps})" for c in cfg.cameras)
+    click.echo(f"{path}: OK — cameras: {cams}; http {cfg.http.listen}")
+
+
+@config.command("show")
+@click.argument("path", type=click.Path(dir_okay=False), required=False)
+def config_show(path: str | None) -> None:
+    """Print the config with every default filled in."""
+    click.echo(json.dumps(config_to_json(_load(path)), indent=2))
+
+
+@main.command()
+def cameras() -> None:
+    """List the V4L2 cameras on this machine."""
+    from titanium.services.capture.discover import list_cameras
+
+    found = list_cameras()
+    if not found:
+        click.echo("no V4L2 capture devices found; Titanium will use the test pattern")
+    for cam in found:
+        click.echo(f"{cam['path']}: {cam.get('card', '')} ({cam.get('driver', '')})")
+
+
+if __name__ == "__main__":
+    main()
