@@ -131,3 +131,19 @@ def test_missing_source_shows_offline_frame_then_resumes_by_itself(
     stack.wait_for(lambda st: st["cameras"]["cam0"]["online"], timeout=10)
     code, _, live = stack.get("/snapshot")
     assert code == 200 and read_timecode_jpeg(live) is None  # the clip, not the offline frame
+
+
+def test_capture_is_pinned_and_real_time_scheduled_as_configured(
+    make_stack: Callable[..., Stack],
+) -> None:
+    cpu = max(os.sched_getaffinity(0))
+    stack = make_stack(
+        [{"device": "testpattern", "resolution": "640x480", "cpu": cpu, "realtime_priority": 5}]
+    )
+    pid = stack.status()["services"]["capture-cam0"]["pid"]
+    assert os.sched_getaffinity(pid) == {cpu}
+    if os.geteuid() == 0:  # elsewhere SCHED_FIFO may be refused, which capture logs
+        assert os.sched_getscheduler(pid) == os.SCHED_FIFO
+        assert os.sched_getparam(pid).sched_priority == 5
+    front = stack.status()["services"]["mjpeg"]["pid"]
+    assert os.sched_getscheduler(front) == os.SCHED_OTHER

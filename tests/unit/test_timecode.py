@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import simplejpeg
@@ -49,3 +51,31 @@ def test_a_corrupted_bit_is_caught_by_the_crc() -> None:
     x, row = round(c * 20), round(c * 1.5)  # a cell inside the time field
     y[row - 2 : row + 2, x : x + 6] = 255 - y[row, x + 2]
     assert read_timecode(y) is None
+
+
+def test_survives_h264_at_500_kbps() -> None:
+    """libx264 ultrafast/zerolatency at 500 kb/s, as WebRTC viewers on a weak link get."""
+    import av
+
+    w, h = 1280, 720
+    src = TestPatternSource(w, h, 30)
+    buf = bytearray(src.open().frame_capacity)
+    enc = av.CodecContext.create("libx264", "w")
+    enc.width, enc.height, enc.pix_fmt = w, h, "yuv420p"
+    enc.bit_rate, enc.framerate = 500_000, Fraction(30)
+    enc.options = {"preset": "ultrafast", "tune": "zerolatency"}
+    dec = av.CodecContext.create("h264", "r")
+    read: list[float | None] = []
+    sent: list[float] = []
+    for n in range(45):
+        src._draw(memoryview(buf), n)
+        t = 1_790_000_000.0 + n / 30
+        draw_timecode(np.frombuffer(buf, np.uint8, w * h).reshape(h, w), t)
+        sent.append(round(t * 1000) / 1000)
+        planes = np.frombuffer(buf, np.uint8).reshape(h * 3 // 2, w)
+        frame = av.VideoFrame.from_ndarray(planes, format="yuv420p")
+        frame.pts = n
+        for packet in enc.encode(frame):
+            read += [read_timecode(d.to_ndarray(format="gray")) for d in dec.decode(packet)]
+    assert len(read) >= 40
+    assert read == pytest.approx(sent[: len(read)], abs=1e-6)
