@@ -30,6 +30,18 @@ class Endpoints:
         """PUB of one capture process: FrameReady, CameraStatus, heartbeats."""
         return self._ipc(f"capture-{camera_id}.pub")
 
+    def encoder_pub(self, camera_id: str) -> str:
+        """PUB of one encoder process: EncodedReady, EncoderStatus, heartbeats."""
+        return self._ipc(f"encoder-{camera_id}.pub")
+
+    def webrtc_pub(self) -> str:
+        """PUB of the WebRTC service: StreamDemand, KeyframeRequest, BitrateHint, heartbeats."""
+        return self._ipc("webrtc.pub")
+
+    def webrtc_rpc(self) -> str:
+        """ROUTER of the WebRTC service: signalling relayed by the HTTP front door."""
+        return self._ipc("webrtc.rpc")
+
     def ring_name(self, camera_id: str, stream: str) -> str:
         """Shared-memory name of a camera's frame ring ('raw', later 'h264', 'jpeg')."""
         return f"{SHM_PREFIX}{self.instance}-{camera_id}-{stream}"
@@ -40,7 +52,9 @@ class Endpoints:
 
     def ipc_files(self) -> list[Path]:
         """Socket files present under the runtime directory (for clean-up checks)."""
-        return sorted(self.runtime_dir.glob("*.pub")) + sorted(self.runtime_dir.glob("*.sock"))
+        return sorted(
+            p for pattern in ("*.pub", "*.rpc", "*.sock") for p in self.runtime_dir.glob(pattern)
+        )
 
     @property
     def supervisor_socket(self) -> Path:

@@ -113,3 +113,69 @@ def decode_as(cls: type[M], frames: list[bytes]) -> M:
     if not isinstance(msg, cls):
         raise MessageError(f"expected {cls.__name__}, got {type(msg).__name__}")
     return msg
+
+
+@dataclass(frozen=True)
+class EncodedReady(Message):
+    """An encoded access unit was written to the encoder's ring (``ring``/``slot``)."""
+
+    TOPIC: ClassVar[bytes] = b"encoded"
+    camera: str
+    codec: str  # 'h264'
+    ring: str
+    ring_id: int
+    slot: int
+    seq: int
+    keyframe: bool  # an IDR with SPS/PPS in front: a viewer can start here
+    width: int
+    height: int
+    pts: int  # 90 kHz clock, from the capture time
+    ts_wall: float  # capture time of the source frame, seconds since the epoch
+
+
+@dataclass(frozen=True)
+class EncoderStatus(Message):
+    """What an encoder is doing, published about once a second."""
+
+    TOPIC: ClassVar[bytes] = b"encoder"
+    camera: str
+    backend: str  # 'libx264', 'h264_v4l2m2m', 'passthrough', '' before the first frame
+    active: bool  # encoding now (someone watches)
+    width: int
+    height: int
+    bitrate: int  # target, bit/s
+    frames_in: int  # source frames taken from the capture ring
+    frames_out: int  # access units written
+    keyframes: int
+    skipped: int  # source frames dropped because the encoder was behind
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class StreamDemand(Message):
+    """How many viewers want a camera's encoded stream; the encoder idles at zero.
+    Sent on every change and about once a second."""
+
+    TOPIC: ClassVar[bytes] = b"demand"
+    camera: str
+    codec: str
+    viewers: int
+
+
+@dataclass(frozen=True)
+class KeyframeRequest(Message):
+    """A viewer needs an IDR now (joined, PLI, FIR); the encoder rate-limits these."""
+
+    TOPIC: ClassVar[bytes] = b"keyframe"
+    camera: str
+    reason: str  # 'join', 'pli', 'fir', 'skip'
+
+
+@dataclass(frozen=True)
+class BitrateHint(Message):
+    """A viewer's link suggests this bitrate (REMB, receiver-report loss)."""
+
+    TOPIC: ClassVar[bytes] = b"bitrate"
+    camera: str
+    bitrate: int  # bit/s
+    source: str  # 'remb', 'loss'
