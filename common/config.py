@@ -5,6 +5,7 @@ Shape (every key optional; the defaults below are the only place defaults live):
     {"titanium": {
         "cameras": [{"id": "cam0", "device": "testpattern", "resolution": "1280x720",
                      "fps": 30, "format": "auto", "codec": "h264", "bitrate": 2000,
+                     "encoder": "auto", "keyframe_interval": 2,
                      "controls": {"brightness": 128}, "cpu": null, "realtime_priority": 10}],
         "streaming": {"default_quality": "high", "max_viewers": 10,
                       "adaptive_bitrate": true, "print_protection": true},
@@ -33,6 +34,9 @@ QUALITY_JPEG = {"high": 85, "medium": 70, "low": 50}
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 V4L2_PATH = re.compile(r"^/dev/(video\d+|v4l/by-(id|path)/.+)$")
 PIXEL_FORMATS = ("auto", "MJPEG", "YUYV", "NV12", "YU12")
+# 'auto': passthrough when the camera gives H.264, else the board's hardware encoder
+# (V4L2 M2M, Pi 4) when it opens, else libx264.
+ENCODERS = ("auto", "libx264", "h264_v4l2m2m")
 
 
 @dataclass(frozen=True)
@@ -53,6 +57,8 @@ class CameraConfig:
     format: str
     codec: str
     bitrate: int
+    encoder: str
+    keyframe_interval: float
     controls: Mapping[str, int]
     cpu: int | None
     realtime_priority: int
@@ -90,11 +96,21 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class IceServer:
+    """A STUN or TURN server handed to WebRTC peers (ours and the viewers')."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     cameras: tuple[CameraConfig, ...]
     streaming: StreamingConfig
     http: HttpConfig
     runtime_dir: Path
+    ice_servers: tuple[IceServer, ...] = ()
     source: str = field(default="defaults", compare=False)
 
     def camera(self, camera_id: str) -> CameraConfig:
@@ -141,6 +157,12 @@ def _controls(value: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+def _keyframe_interval(value: float) -> float:
+    if not 0.2 <= value <= 60:
+        raise ValueError("a number of seconds from 0.2 to 60")
+    return float(value)
+
+
 def _cpu(value: int | None) -> int | None:
     if value is not None and not 0 <= value < 1024:
         raise ValueError("a CPU index (0, 1, …) or null for no pinning")
@@ -171,6 +193,8 @@ CAMERA_FIELDS = (
     Field("format", str, "auto", "V4L2 pixel format to ask for", choices=PIXEL_FORMATS),
     Field("codec", str, "h264", "WebRTC codec (MJPEG is always served)", choices=("h264", "mjpeg")),
     Field("bitrate", int, 2000, "H.264 bitrate in kbit/s", range=(100, 50000)),
+    Field("encoder", str, "auto", "H.264 encoder backend", choices=ENCODERS),
+    Field("keyframe_interval", (int, float), 2, "seconds between keyframes", _keyframe_interval),
     Field("controls", dict, {}, "V4L2 controls by name, applied at start", _controls),
     Field("cpu", (int, type(None)), None, "CPU to pin capture to", _cpu),
     Field("realtime_priority", int, 10, "SCHED_FIFO priority for capture, 0 = off", range=(0, 99)),
@@ -196,7 +220,14 @@ def parse_config(
     """
     if not isinstance(raw, dict):
         raise ConfigError("", "a JSON object with a 'titanium' key")
-    top = take_fields(raw, "", (Field("titanium", dict, {}, "Titanium's settings", None),))
+    top = take_fields(
+        raw,
+        "",
+        (
+            Field("titanium", dict, {}, "Titanium's settings", None),
+            Field("mirage", dict, {}, "remote viewing through the Mirage proxy", None),
+        ),
+    )
     ti = top["titanium"]
     section = take_fields(
         ti,
@@ -228,7 +259,56 @@ def parse_config(
     )
     host, port = take_fields(section["http"], "titanium.http", HTTP_FIELDS)["listen"]
     runtime = Path(section["runtime_dir"]) if section["runtime_dir"] else default_runtime_dir()
-    return Config(tuple(cameras), streaming, HttpConfig(host, port), runtime, source)
+    ice = _ice_servers(top["mirage"])
+    return Config(tuple(cameras), streaming, HttpConfig(host, port), runtime, ice, source)
+
+
+def _stun_url(value: str) -> str:
+    if not re.match(r"^stuns?:[^\s]+$", value):
+        raise ValueError("a STUN URL such as stun:stun.example.org:3478")
+    return value
+
+
+def _turn_urls(value: str | list[str]) -> tuple[str, ...]:
+    urls = [value] if isinstance(value, str) else value
+    if not urls or not all(isinstance(u, str) and re.match(r"^turns?:[^\s]+$", u) for u in urls):
+        raise ValueError("a TURN URL or list of them, such as turn:turn.example.org:3478")
+    return tuple(urls)
+
+
+TURN_FIELDS = (
+    Field("urls", (str, list), None, "TURN server URL(s)", _turn_urls),
+    Field("username", str, "", "TURN user name", None),
+    Field("credential", str, "", "TURN password", None),
+)
+
+
+def _ice_servers(mirage: dict[str, Any]) -> tuple[IceServer, ...]:
+    """ICE servers from ``mirage.titanium_streams``: none by default (a LAN needs none)."""
+    streams = take_fields(
+        mirage,
+        "mirage",
+        (Field("titanium_streams", dict, {}, "stream settings for remote viewers", None),),
+    )["titanium_streams"]
+    section = take_fields(
+        streams,
+        "mirage.titanium_streams",
+        (
+            Field("stun_servers", list, [], "STUN URLs", None),
+            Field("turn_servers", list, [], "TURN servers {urls, username, credential}", None),
+        ),
+    )
+    servers: list[IceServer] = []
+    for i, url in enumerate(section["stun_servers"]):
+        stun = Field("url", str, None, "STUN URL", _stun_url)
+        servers.append(IceServer((stun.check(url, f"mirage.titanium_streams.stun_servers[{i}]"),)))
+    for i, turn in enumerate(section["turn_servers"]):
+        path = f"mirage.titanium_streams.turn_servers[{i}]"
+        if not isinstance(turn, dict) or "urls" not in turn:
+            raise ConfigError(path, "an object with urls, username and credential")
+        v = take_fields(turn, path, TURN_FIELDS)
+        servers.append(IceServer(v["urls"], v["username"] or None, v["credential"] or None))
+    return tuple(servers)
 
 
 def load_config(
@@ -263,6 +343,8 @@ def config_to_json(config: Config) -> dict[str, Any]:
                     "format": c.format,
                     "codec": c.codec,
                     "bitrate": c.bitrate,
+                    "encoder": c.encoder,
+                    "keyframe_interval": c.keyframe_interval,
                     "controls": dict(c.controls),
                     "cpu": c.cpu,
                     "realtime_priority": c.realtime_priority,
@@ -277,5 +359,23 @@ def config_to_json(config: Config) -> dict[str, Any]:
             },
             "http": {"listen": config.http.listen},
             "runtime_dir": str(config.runtime_dir),
-        }
+        },
+        "mirage": {
+            "titanium_streams": {
+                "stun_servers": [
+                    s.urls[0]
+                    for s in config.ice_servers
+                    if s.username is None and s.urls[0].startswith("stun")
+                ],
+                "turn_servers": [
+                    {
+                        "urls": list(s.urls),
+                        "username": s.username or "",
+                        "credential": s.credential or "",
+                    }
+                    for s in config.ice_servers
+                    if not (s.username is None and s.urls[0].startswith("stun"))
+                ],
+            }
+        },
     }

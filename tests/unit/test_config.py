@@ -102,3 +102,46 @@ def test_resolved_config_reads_back_equal(tmp_path: Path) -> None:
     assert again == cfg
     assert cfg.streaming.jpeg_quality == 50
     assert cfg.cameras[0].source_kind == "file"
+
+
+def test_ice_servers_from_mirage_and_none_by_default() -> None:
+    assert parse_config({}).ice_servers == ()
+    raw = {
+        "mirage": {
+            "titanium_streams": {
+                "stun_servers": ["stun:stun.example.org:3478"],
+                "turn_servers": [
+                    {"urls": "turn:turn.example.org", "username": "u", "credential": "p"}
+                ],
+            }
+        }
+    }
+    cfg = parse_config(raw)
+    assert [s.urls for s in cfg.ice_servers] == [
+        ("stun:stun.example.org:3478",),
+        ("turn:turn.example.org",),
+    ]
+    assert cfg.ice_servers[1].username == "u"
+    assert parse_config(json.loads(json.dumps(config_to_json(cfg)))) == cfg
+
+
+@pytest.mark.parametrize(
+    ("mirage", "path"),
+    [
+        (
+            {"titanium_streams": {"stun_servers": ["http://x"]}},
+            "mirage.titanium_streams.stun_servers[0]",
+        ),
+        (
+            {"titanium_streams": {"turn_servers": [{"urls": "stun:x"}]}},
+            "mirage.titanium_streams.turn_servers[0].urls",
+        ),
+        (
+            {"titanium_streams": {"turn_servers": ["turn:x"]}},
+            "mirage.titanium_streams.turn_servers[0]",
+        ),
+        ({"streams": {}}, "mirage.streams"),
+    ],
+)
+def test_bad_ice_servers_name_their_key(mirage: dict[str, object], path: str) -> None:
+    assert error({"mirage": mirage}).path == path
