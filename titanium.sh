@@ -51,15 +51,27 @@ case "$cmd" in
         exec "$venv/bin/titaniumctl" up "$@"
         ;;
     test)
-        need_apt python3 python3-venv ffmpeg
+        # qemu-system-x86, mmdebstrap, cpio, kmod: the vivid VM (tools/vm/) for tests/hw.
+        need_apt python3 python3-venv ffmpeg chromium qemu-system-x86 mmdebstrap cpio kmod
         setup_venv "[test]"
         echo "== ruff"
         "$venv/bin/ruff" check .
         "$venv/bin/ruff" format --check .
         echo "== mypy"
-        "$venv/bin/mypy" common services titanium tests $([ -d benchmarks ] && echo benchmarks)
+        "$venv/bin/mypy" common services titanium tests tools $([ -d benchmarks ] && echo benchmarks)
+        failed=0
+        # Before the host suite, so its test through the VM's port forward runs too. Cached.
+        echo "== vivid VM image"
+        vm=1
+        "$venv/bin/python" tools/vm/vivid_vm.py build || { vm=0; failed=1; }
         echo "== pytest"
-        exec "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@"
+        "$venv/bin/python" -m pytest -q -p no:cacheprovider "$@" || failed=1
+        if [ $vm = 1 ]; then
+            echo "== pytest in the vivid VM: tests/hw on a real V4L2 driver"
+            "$venv/bin/python" tools/vm/vivid_vm.py run -- \
+                /opt/venv/bin/python -m pytest -q -p no:cacheprovider tests/hw || failed=1
+        fi
+        exit $failed
         ;;
     *)
         echo "usage: $0 up [--config FILE] | test [PYTEST ARGS]" >&2

@@ -96,6 +96,11 @@ class HttpConfig:
 
 
 @dataclass(frozen=True)
+class WebrtcConfig:
+    ice_addresses: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class IceServer:
     """A STUN or TURN server handed to WebRTC peers (ours and the viewers')."""
 
@@ -110,6 +115,7 @@ class Config:
     streaming: StreamingConfig
     http: HttpConfig
     runtime_dir: Path
+    webrtc: WebrtcConfig = WebrtcConfig(())
     ice_servers: tuple[IceServer, ...] = ()
     source: str = field(default="defaults", compare=False)
 
@@ -205,6 +211,23 @@ STREAMING_FIELDS = (
     Field("adaptive_bitrate", bool, True, "follow viewers' bandwidth", None),
     Field("print_protection", bool, True, "give way to the printer", None),
 )
+
+
+def _addresses(value: list[Any]) -> tuple[str, ...]:
+    if not all(isinstance(a, str) and re.fullmatch(r"[0-9a-fA-F.:]+", a) for a in value):
+        raise ValueError('a list of local IP addresses, for example ["127.0.0.1"]')
+    return tuple(value)
+
+
+WEBRTC_FIELDS = (
+    Field(
+        "ice_addresses",
+        list,
+        [],
+        "local addresses for ICE host candidates; empty: every interface and loopback",
+        _addresses,
+    ),
+)
 HTTP_FIELDS = (Field("listen", str, "127.0.0.1:8080", "HTTP front door address", _listen),)
 
 
@@ -236,6 +259,7 @@ def parse_config(
             Field("cameras", list, [{}], "the cameras to stream", None),
             Field("streaming", dict, {}, "viewer settings", None),
             Field("http", dict, {}, "the HTTP front door", None),
+            Field("webrtc", dict, {}, "WebRTC peers", None),
             Field("runtime_dir", str, "", "folder for sockets and shared-memory names", None),
         ),
     )
@@ -259,8 +283,11 @@ def parse_config(
     )
     host, port = take_fields(section["http"], "titanium.http", HTTP_FIELDS)["listen"]
     runtime = Path(section["runtime_dir"]) if section["runtime_dir"] else default_runtime_dir()
+    webrtc = WebrtcConfig(
+        take_fields(section["webrtc"], "titanium.webrtc", WEBRTC_FIELDS)["ice_addresses"]
+    )
     ice = _ice_servers(top["mirage"])
-    return Config(tuple(cameras), streaming, HttpConfig(host, port), runtime, ice, source)
+    return Config(tuple(cameras), streaming, HttpConfig(host, port), runtime, webrtc, ice, source)
 
 
 def _stun_url(value: str) -> str:
@@ -358,6 +385,7 @@ def config_to_json(config: Config) -> dict[str, Any]:
                 "print_protection": config.streaming.print_protection,
             },
             "http": {"listen": config.http.listen},
+            "webrtc": {"ice_addresses": list(config.webrtc.ice_addresses)},
             "runtime_dir": str(config.runtime_dir),
         },
         "mirage": {

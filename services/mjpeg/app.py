@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import time
 from importlib import resources
 from typing import Any
 
@@ -15,33 +13,36 @@ from aiohttp import web
 from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints
 from titanium.common.messages import Heartbeat
+from titanium.common.rpc import RpcClient
+from titanium.services.mjpeg import signalling
 from titanium.services.mjpeg.feed import CameraFeed
+from titanium.services.mjpeg.health import Health
+from titanium.services.mjpeg.keys import CONFIG, FEEDS, HEALTH, HEARTBEATS, RPC, STARTED
 from titanium.services.mjpeg.multipart import OPENING, STREAM_HEADERS
+from titanium.services.mjpeg.status import status
 
-HEARTBEAT_STALE = 3.0
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
     "Access-Control-Allow-Headers": "Content-Type",
 }
-FEEDS = web.AppKey("feeds", dict[str, CameraFeed])
-CONFIG = web.AppKey("config", Config)
-HEARTBEATS = web.AppKey("heartbeats", dict[str, tuple[Heartbeat, float]])
-STARTED = web.AppKey("started", float)
 
 
 @web.middleware
 async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Both frontends fetch the stream from a worker in CORS mode: allow any origin."""
-    if request.method == "OPTIONS":
+    """Both frontends fetch the stream from a worker in CORS mode: allow any origin.
+    A preflight gets 204 unless the route answers OPTIONS itself (WHEP does)."""
+    if request.method == "OPTIONS" and request.match_info.http_exception is not None:
         return web.Response(status=204, headers=CORS)
     try:
         response: web.StreamResponse = await handler(request)
     except web.HTTPException as e:
-        e.headers.update(CORS)
+        for key, value in CORS.items():
+            e.headers.setdefault(key, value)
         raise
     if not response.prepared:
-        response.headers.update(CORS)
+        for key, value in CORS.items():
+            response.headers.setdefault(key, value)
     return response
 
 
@@ -117,58 +118,14 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.Response(text=page.read_text(), content_type="text/html")
 
 
-def status_document(app: web.Application) -> dict[str, Any]:
-    config = app[CONFIG]
-    now = time.monotonic()
-    cameras: dict[str, Any] = {}
-    for cam in config.cameras:
-        feed = app[FEEDS][cam.id]
-        st = feed.status
-        cameras[cam.id] = {
-            "device": cam.device,
-            "source": st.source if st else None,
-            "online": st.online if st else False,
-            "format": st.fourcc if st else None,
-            "width": st.width if st else cam.resolution.width,
-            "height": st.height if st else cam.resolution.height,
-            "fps_configured": cam.fps,
-            "fps_measured": st.fps_measured if st else 0.0,
-            "frames": st.frames if st else 0,
-            "frames_dropped": (st.dropped if st else 0) + feed.missed,
-            "frames_dropped_capture": st.dropped if st else 0,
-            "frames_dropped_delivery": feed.missed,
-            "jpeg_frames": feed.jpeg_frames,
-            "viewers": feed.viewers,
-            "max_viewers": config.streaming.max_viewers,
-            "error": st.error if st else "",
-            "controls": st.controls if st else {},
-        }
-    services: dict[str, Any] = {
-        "mjpeg": {
-            "state": "running",
-            "pid": os.getpid(),
-            "uptime": round(time.time() - app[STARTED], 1),
-        },
-    }
-    for cam in config.cameras:
-        name = f"capture-{cam.id}"
-        seen = app[HEARTBEATS].get(name)
-        if seen is None:
-            services[name] = {"state": "starting", "pid": None, "uptime": None}
-            continue
-        beat, at = seen
-        stale = now - at > HEARTBEAT_STALE
-        services[name] = {
-            "state": "not responding" if stale else beat.state,
-            "pid": beat.pid,
-            "uptime": round(time.time() - beat.started, 1),
-            "last_seen_s": round(now - at, 2),
-        }
-    return {"cameras": cameras, "services": services}
-
-
-async def status(request: web.Request) -> web.Response:
-    return web.json_response(status_document(request.app))
+async def viewer_script(request: web.Request) -> web.Response:
+    """``/titanium-video.js``: the ``<titanium-video>`` element the viewer page imports."""
+    script = resources.files("titanium.services.mjpeg").joinpath("static/titanium-video.js")
+    return web.Response(
+        text=script.read_text(),
+        content_type="text/javascript",
+        headers={"Cache-Control": "no-cache"},  # an upgraded Titanium serves the new viewer
+    )
 
 
 def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Application:
@@ -184,8 +141,11 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
         )
         for cam in config.cameras
     }
+    app[HEALTH] = Health(config, ctx, heartbeats)
+    app[RPC] = RpcClient(ctx, endpoints.webrtc_rpc())
     routes = [
         web.get("/", index),
+        web.get("/titanium-video.js", viewer_script),
         web.get("/stream", stream),
         web.get("/snapshot", snapshot),
         web.get("/snapshot.jpg", snapshot),
@@ -195,15 +155,19 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
         web.get("/{camera}/snapshot.jpg", snapshot),
     ]
     app.add_routes(routes)
+    signalling.add_routes(app)
 
     async def feeds_ctx(app: web.Application) -> Any:
         tasks = [asyncio.ensure_future(f.run()) for f in app[FEEDS].values()]
+        tasks.append(asyncio.ensure_future(app[HEALTH].run()))
         yield
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         for f in app[FEEDS].values():
             f.close()
+        app[HEALTH].close()
+        app[RPC].close()
 
     app.cleanup_ctx.append(feeds_ctx)
     return app

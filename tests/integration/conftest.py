@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.browser import Browser, find_chromium
 from titanium.common.endpoints import Endpoints
 from titanium.common.ring import SHM_DIR
 
@@ -34,7 +35,13 @@ def free_port() -> int:
 class Stack:
     """One running ``titaniumctl up``; its output is kept for failure messages."""
 
-    def __init__(self, tmp: Path, cameras: list[dict[str, Any]], **titanium: Any) -> None:
+    def __init__(
+        self,
+        tmp: Path,
+        cameras: list[dict[str, Any]],
+        mirage: dict[str, Any] | None = None,
+        **titanium: Any,
+    ) -> None:
         self.port = free_port()
         self.runtime_dir = tmp / "run"
         self.config_path = tmp / "titanium.json"
@@ -43,8 +50,11 @@ class Stack:
                 "cameras": cameras,
                 "runtime_dir": str(self.runtime_dir),
                 "http": {"listen": f"127.0.0.1:{self.port}"},
+                # ICE on loopback only: no test traffic to this machine's LAN address.
+                "webrtc": {"ice_addresses": ["127.0.0.1"]},
                 **titanium,
-            }
+            },
+            **({"mirage": mirage} if mirage else {}),
         }
         self.config_path.write_text(json.dumps(doc))
         self.base = f"http://127.0.0.1:{self.port}"
@@ -133,3 +143,15 @@ def make_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
 @pytest.fixture
 def stack(make_stack: Callable[..., Stack]) -> Stack:
     return make_stack()
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """A headless Chromium (see browser.py): ``browser.open(url)`` gives a Page with
+    ``eval(js, timeout)``, ``wait_for(js, timeout)``, ``screenshot(path)`` and
+    ``diagnostics()``. Chromium is stopped after the test however it ends; the test is
+    skipped when Debian's ``chromium`` is not installed."""
+    if find_chromium() is None:
+        pytest.skip("browser tests need Debian's chromium: apt-get install chromium")
+    with Browser.launch() as b:
+        yield b

@@ -1,0 +1,82 @@
+"""When to encode, when to make an IDR and which bitrate to aim at: the encoder's decisions
+from the WebRTC service's messages, with time passed in so tests need no clock tricks."""
+
+from __future__ import annotations
+
+from collections import deque
+
+# The WebRTC service repeats StreamDemand every second; three missed in a row means it is
+# gone (killed, restarting) and nobody is left to watch.
+DEMAND_TIMEOUT = 3.0
+# Every viewer's PLI/FIR asks for an IDR, and a lossy link sends them in bursts; an IDR
+# is 5–10 times a P-frame, so one per half second serves them all without flooding.
+KEYFRAME_MIN_INTERVAL = 0.5
+# Bitrate hints arrive per viewer, several a second. The stream is shared, so it follows
+# the weakest link of the last few seconds, and moves at most this often.
+BITRATE_WINDOW = 5.0
+BITRATE_MIN_INTERVAL = 5.0
+BITRATE_MIN_CHANGE = 0.1  # relative; smaller moves are noise
+
+
+class EncodeControl:
+    """Demand, keyframe requests and bitrate hints for one camera's stream."""
+
+    def __init__(self, max_bitrate: int, floor: int) -> None:
+        self.max_bitrate = max_bitrate
+        self.floor = floor
+        self.bitrate = max_bitrate
+        self.viewers = 0
+        self._demand_at = float("-inf")
+        self._was_active = False
+        self._wanted_at: float | None = None  # oldest unanswered keyframe request
+        self._last_idr = float("-inf")
+        self._hints: deque[tuple[float, int]] = deque()
+        self._last_change = float("-inf")
+
+    def demand(self, viewers: int, now: float) -> None:
+        self.viewers = max(0, viewers)
+        self._demand_at = now
+
+    def keyframe_wanted(self, now: float) -> None:
+        if self._wanted_at is None:
+            self._wanted_at = now
+
+    def bitrate_hint(self, bitrate: int, now: float) -> None:
+        self._hints.append((now, bitrate))
+
+    def active(self, now: float) -> bool:
+        """Someone watches: the latest demand is above zero and recent."""
+        return self.viewers > 0 and now - self._demand_at <= DEMAND_TIMEOUT
+
+    def force_idr(self, now: float) -> bool:
+        """Whether the frame about to be encoded must be an IDR. Call once per frame, only
+        while active: the first frame after going active is always one (a new viewer can
+        start nowhere else)."""
+        if not self._was_active:
+            self._was_active = True
+            return True
+        return self._wanted_at is not None and now - self._last_idr >= KEYFRAME_MIN_INTERVAL
+
+    def went_idle(self) -> None:
+        self._was_active = False
+        self._wanted_at = None
+
+    def idr_sent(self, now: float) -> None:
+        """An IDR went out (forced or on schedule): it answers every request made so far."""
+        self._last_idr = now
+        self._wanted_at = None
+
+    def next_bitrate(self, now: float) -> int | None:
+        """A new target when the hints call for one and the last change is old enough."""
+        while self._hints and now - self._hints[0][0] > BITRATE_WINDOW:
+            self._hints.popleft()
+        if now - self._last_change < BITRATE_MIN_INTERVAL:
+            return None
+        want = min((b for _, b in self._hints), default=self.max_bitrate)
+        want = max(self.floor, min(self.max_bitrate, want))
+        small = abs(want - self.bitrate) < BITRATE_MIN_CHANGE * self.bitrate
+        if want == self.bitrate or (small and want not in (self.floor, self.max_bitrate)):
+            return None
+        self.bitrate = want
+        self._last_change = now
+        return want

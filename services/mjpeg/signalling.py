@@ -1,0 +1,173 @@
+"""WebRTC signalling in the dialects printer UIs speak, relayed to the webrtc service.
+
+``/webrtc`` (camera-streamer's JSON, used by Mainsail and Fluidd as
+``webrtc-camerastreamer`` and by OctoPrint's ``webrtc://`` URLs) and ``/whep`` (WHEP, used as
+``webrtc-mediamtx``, by OBS and GStreamer). The bytes follow PROTOCOLS.md. Bad requests get a
+4xx with a reason; nothing here can disturb another viewer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from titanium.common.config import Config
+from titanium.common.rpc import RpcError
+from titanium.services.mjpeg.keys import CONFIG, RPC
+from titanium.services.mjpeg.sdpfrag import parse_sdpfrag
+
+SIGNAL_TIMEOUT = 15.0  # ICE gathering on a busy board takes a while
+WHEP_CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "OPTIONS, POST, PATCH, DELETE",
+    "Access-Control-Allow-Headers": "Content-Type, If-Match, Authorization",
+    "Access-Control-Expose-Headers": "ETag, ID, Accept-Patch, Link, Location",
+}
+STATUS = {"not_found": 404, "busy": 503, "timeout": 503, "bad_sdp": 400, "bad_args": 400}
+
+
+def _config(request: web.Request) -> Config:
+    return request.app[CONFIG]
+
+
+def _camera(request: web.Request) -> str:
+    config = _config(request)
+    name = request.match_info.get("camera") or request.query.get("camera")
+    return name or config.cameras[0].id
+
+
+async def _call(request: web.Request, cmd: str, **args: Any) -> Any:
+    """Relay one command; RpcErrors become the HTTP status their code stands for."""
+    try:
+        return await request.app[RPC].call(cmd, timeout=SIGNAL_TIMEOUT, **args)
+    except RpcError as e:
+        reason = e.message
+        if e.code == "timeout":
+            reason = "the WebRTC service is not answering; MJPEG still works at stream"
+        raise _http(STATUS.get(e.code, 500), reason) from None
+
+
+def _http(status: int, reason: str) -> web.HTTPException:
+    exc = web.HTTPException(text=json.dumps({"error": reason}), content_type="application/json")
+    exc.set_status(status)
+    return exc
+
+
+def _ice_json(config: Config) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for s in config.ice_servers:
+        entry: dict[str, Any] = {"urls": list(s.urls)}
+        if s.username is not None:
+            entry.update(username=s.username, credential=s.credential)
+        out.append(entry)
+    return out
+
+
+async def camera_streamer(request: web.Request) -> web.Response:
+    """POST /webrtc. Mainsail sends no Content-Type: the body is JSON whatever the header."""
+    try:
+        body = json.loads(await request.text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise _http(400, f"the body is not JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise _http(400, "the body must be a JSON object with a 'type'")
+    kind = body.get("type")
+    if kind == "request":
+        keepalive = bool(body.get("keepAlive", False))
+        got = await _call(request, "request", camera=_camera(request), keepalive=keepalive)
+        return web.json_response(
+            {
+                "id": got["session"],
+                "type": "offer",
+                "sdp": got["sdp"],
+                "iceServers": _ice_json(_config(request)),
+                "keepAlive": keepalive,
+            }
+        )
+    if kind == "offer":  # OctoPrint: the client offers, ICE complete, and wants the answer
+        sdp = _text_field(body, "sdp")
+        got = await _call(request, "offer", camera=_camera(request), sdp=sdp, dialect="octoprint")
+        return web.json_response({"type": "answer", "sdp": got["sdp"], "id": got["session"]})
+    if kind == "answer":
+        await _call(
+            request, "answer", session=_text_field(body, "id"), sdp=_text_field(body, "sdp")
+        )
+        return web.json_response({})
+    if kind == "remote_candidate":
+        candidates = body.get("candidates")
+        if not isinstance(candidates, list):
+            raise _http(400, "'candidates' must be a list")
+        await _call(request, "candidates", session=_text_field(body, "id"), candidates=candidates)
+        return web.json_response({})
+    raise _http(400, f"unknown type {kind!r}; expected request, offer, answer or remote_candidate")
+
+
+def _text_field(body: dict[str, Any], name: str) -> str:
+    value = body.get(name)
+    if not isinstance(value, str) or not value:
+        raise _http(400, f"'{name}' must be a non-empty string")
+    return value
+
+
+async def whep_options(request: web.Request) -> web.Response:
+    """OPTIONS: exactly 204, the ICE servers as Link headers (RFC 9725 section 4.4)."""
+    response = web.Response(status=204, headers=WHEP_CORS)
+    for s in _config(request).ice_servers:
+        for url in s.urls:
+            link = f'<{url}>; rel="ice-server"'
+            if s.username is not None:
+                link += (
+                    f'; username="{s.username}"; credential="{s.credential}"; '
+                    'credential-type="password"'
+                )
+            response.headers.add("Link", link)
+    return response
+
+
+async def whep_post(request: web.Request) -> web.Response:
+    if request.content_type != "application/sdp":
+        raise _http(415, "a WHEP offer is sent as Content-Type: application/sdp")
+    sdp = await request.text()
+    got = await _call(request, "offer", camera=_camera(request), sdp=sdp, dialect="whep")
+    session = got["session"]
+    # Relative: resolved against this request's URL it stays under nginx's prefix.
+    location = f"whep/{session}"
+    return web.Response(
+        status=201,
+        body=got["sdp"].encode(),
+        content_type="application/sdp",
+        headers={
+            **WHEP_CORS,
+            "Location": location,
+            "ETag": f'"{session}"',
+            "ID": session,
+            "Accept-Patch": "application/trickle-ice-sdpfrag",
+        },
+    )
+
+
+async def whep_patch(request: web.Request) -> web.Response:
+    if request.content_type != "application/trickle-ice-sdpfrag":
+        raise _http(415, "trickle candidates are sent as application/trickle-ice-sdpfrag")
+    try:
+        candidates = parse_sdpfrag(await request.text())
+    except ValueError as e:
+        raise _http(400, str(e)) from None
+    await _call(request, "candidates", session=request.match_info["session"], candidates=candidates)
+    return web.Response(status=204, headers=WHEP_CORS)
+
+
+async def whep_delete(request: web.Request) -> web.Response:
+    await _call(request, "close", session=request.match_info["session"])
+    return web.Response(status=200, headers=WHEP_CORS)
+
+
+def add_routes(app: web.Application) -> None:
+    for prefix in ("", "/{camera}"):
+        app.router.add_post(f"{prefix}/webrtc", camera_streamer)
+        app.router.add_route("OPTIONS", f"{prefix}/whep", whep_options)
+        app.router.add_post(f"{prefix}/whep", whep_post)
+        app.router.add_patch(f"{prefix}/whep/{{session}}", whep_patch)
+        app.router.add_delete(f"{prefix}/whep/{{session}}", whep_delete)

@@ -1,0 +1,80 @@
+"""``/status``: per camera its source, format, size, measured fps, drops, viewers and
+encoder; per service its state (supervisord's, checked against its heartbeat)."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from aiohttp import web
+
+from titanium.common.rpc import RpcError
+from titanium.services.mjpeg.keys import CONFIG, FEEDS, HEALTH, RPC, STARTED
+
+WEBRTC_STATUS_TIMEOUT = 0.5
+
+
+async def status_document(app: web.Application) -> dict[str, Any]:
+    config = app[CONFIG]
+    try:
+        webrtc: dict[str, Any] | None = await app[RPC].call("status", timeout=WEBRTC_STATUS_TIMEOUT)
+    except RpcError:
+        webrtc = None
+    cameras: dict[str, Any] = {}
+    for cam in config.cameras:
+        feed = app[FEEDS][cam.id]
+        st = feed.status
+        enc = app[HEALTH].encoders.get(cam.id)
+        rtc = (webrtc or {}).get("cameras", {}).get(cam.id, {})
+        cameras[cam.id] = {
+            "device": cam.device,
+            "source": st.source if st else None,
+            "online": st.online if st else False,
+            "format": st.fourcc if st else None,
+            "width": st.width if st else cam.resolution.width,
+            "height": st.height if st else cam.resolution.height,
+            "fps_configured": cam.fps,
+            "fps_measured": st.fps_measured if st else 0.0,
+            "frames": st.frames if st else 0,
+            "frames_dropped": (st.dropped if st else 0) + feed.missed,
+            "frames_dropped_capture": st.dropped if st else 0,
+            "frames_dropped_delivery": feed.missed,
+            "jpeg_frames": feed.jpeg_frames,
+            "viewers": feed.viewers,
+            "webrtc_viewers": rtc.get("viewers", 0),
+            "max_viewers": config.streaming.max_viewers,
+            "error": st.error if st else "",
+            "controls": st.controls if st else {},
+            "encoder": None
+            if enc is None
+            else {
+                "backend": enc.backend,
+                "active": enc.active,
+                "bitrate": enc.bitrate,
+                "frames_in": enc.frames_in,
+                "frames_out": enc.frames_out,
+                "keyframes": enc.keyframes,
+                "skipped": enc.skipped,
+                "error": enc.error,
+            },
+        }
+    own = {
+        "state": "running",
+        "pid": os.getpid(),
+        "uptime": round(time.time() - app[STARTED], 1),
+    }
+    doc: dict[str, Any] = {
+        "cameras": cameras,
+        "services": await app[HEALTH].services(own),
+    }
+    if webrtc is not None:
+        doc["webrtc"] = {
+            "sessions": webrtc.get("sessions", []),
+            "aiortc_encodes": webrtc.get("aiortc_encodes"),
+        }
+    return doc
+
+
+async def status(request: web.Request) -> web.Response:
+    return web.json_response(await status_document(request.app))

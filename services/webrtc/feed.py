@@ -1,0 +1,115 @@
+"""One camera's encoded stream as the WebRTC service sees it: EncodedReady from the encoder,
+access units read once from its ring, and the newest one held for every viewer's track."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import zmq
+import zmq.asyncio
+
+from titanium.common.messages import (
+    EncodedReady,
+    EncoderStatus,
+    Heartbeat,
+    MessageError,
+    decode,
+)
+from titanium.common.ring import RingError, RingReader
+
+log = logging.getLogger("titanium.webrtc.feed")
+
+
+@dataclass(frozen=True)
+class AccessUnit:
+    n: int  # the feed's own counter: consecutive AUs have consecutive n
+    data: bytes
+    keyframe: bool
+    pts: int  # 90 kHz
+    ts_wall: float  # capture time of the source frame
+    width: int
+    height: int
+
+
+class EncodedFeed:
+    """Follows one camera's encoder; ``viewers`` says whether to read its ring at all."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        endpoint: str,
+        ctx: zmq.asyncio.Context,
+        heartbeats: dict[str, tuple[Heartbeat, float]],
+    ) -> None:
+        self.camera_id = camera_id
+        self.viewers = 0
+        self.latest: AccessUnit | None = None
+        self.status: EncoderStatus | None = None
+        self.missed = 0  # AUs overwritten in the ring before they could be read
+        self._heartbeats = heartbeats
+        self._sub = ctx.socket(zmq.SUB)
+        self._sub.setsockopt(zmq.LINGER, 0)
+        self._sub.setsockopt(zmq.RCVHWM, 256)
+        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
+        self._sub.connect(endpoint)
+        self._reader: RingReader | None = None
+        self._last: tuple[int, int] | None = None  # (ring_id, seq) of the last AU read
+        self._n = 0
+        self._new = asyncio.Event()
+
+    async def run(self) -> None:
+        while True:
+            frames = await self._sub.recv_multipart()
+            try:
+                msg = decode(frames)
+            except MessageError as e:
+                log.warning("%s: dropped a bad message: %s", self.camera_id, e)
+                continue
+            if isinstance(msg, EncodedReady):
+                if self.viewers:
+                    self._take(msg)
+            elif isinstance(msg, EncoderStatus):
+                self.status = msg
+            elif isinstance(msg, Heartbeat):
+                self._heartbeats[msg.service] = (msg, time.monotonic())
+
+    def _take(self, ready: EncodedReady) -> None:
+        """Copy the AU out of the ring (a few kB: cheaper than holding the slot)."""
+        try:
+            if self._reader is None or self._reader.ring_id != ready.ring_id:
+                if self._reader is not None:
+                    self._reader.close()
+                self._reader = None
+                self._reader = RingReader.attach(ready.ring)
+        except RingError as e:
+            log.warning("%s: %s", self.camera_id, e)
+            return
+        got = self._reader.read(ready.slot, ready.seq)
+        if got is None:
+            self.missed += 1
+            return
+        _, data = got
+        # A gap in the encoder's sequence (a restart, an overwrite) breaks the decoder's
+        # reference chain just like a skipped AU does: count it as a discontinuity.
+        contiguous = self._last is not None and self._last == (ready.ring_id, ready.seq - 1)
+        self._last = (ready.ring_id, ready.seq)
+        self._n += 1 if contiguous else 2
+        self.latest = AccessUnit(
+            self._n, data, ready.keyframe, ready.pts, ready.ts_wall, ready.width, ready.height
+        )
+        event, self._new = self._new, asyncio.Event()
+        event.set()
+
+    async def next_after(self, n: int) -> AccessUnit:
+        """The newest AU newer than ``n``, waiting for it."""
+        while self.latest is None or self.latest.n <= n:
+            await self._new.wait()
+        return self.latest
+
+    def close(self) -> None:
+        self._sub.close()
+        if self._reader is not None:
+            self._reader.close()

@@ -1,0 +1,239 @@
+"""The WebRTC sessions of every camera, and the signalling commands the front door relays.
+
+Commands (request ``{id, cmd, args}`` → reply ``{id, ok, result | error}``, common/rpc.py):
+
+- ``offer`` ``{camera, sdp, dialect}`` → ``{session, sdp}``: the viewer offers (WHEP,
+  OctoPrint); the answer carries our gathered candidates.
+- ``request`` ``{camera, keepalive}`` → ``{session, sdp}``: we offer (camera-streamer).
+- ``answer`` ``{session, sdp}`` → ``{}``: the viewer's answer to our offer.
+- ``candidates`` ``{session, candidates: [{candidate, sdpMid, sdpMLineIndex}]}`` → ``{}``;
+  queued when they arrive before the answer.
+- ``close`` ``{session}`` → ``{}``.
+- ``status`` ``{}`` → sessions per camera, and ``aiortc_encodes``, which must stay 0.
+
+Errors: ``not_found`` (camera, session), ``bad_sdp``, ``busy`` (max_viewers reached).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from titanium.common.config import Config
+from titanium.common.messages import BitrateHint, KeyframeRequest, Message, StreamDemand
+from titanium.common.rpc import RpcError, arg
+from titanium.services.webrtc.feed import EncodedFeed
+from titanium.services.webrtc.ice import (
+    parse_candidates,
+    prefer_h264,
+    strip_mdns_candidates,
+)
+from titanium.services.webrtc.session import Feedback, Session
+from titanium.services.webrtc.track import EncodedVideoTrack
+
+log = logging.getLogger("titanium.webrtc")
+DEMAND_PERIOD = 1.0
+HINT_WINDOW = 5.0
+
+
+class SessionManager:
+    def __init__(
+        self,
+        config: Config,
+        feeds: dict[str, EncodedFeed],
+        publish: Callable[[Message], None],
+        loopback_only: bool,
+    ) -> None:
+        self.config = config
+        self.feeds = feeds
+        self.sessions: dict[str, Session] = {}
+        self._publish = publish
+        self._loopback_only = loopback_only
+        self._ice = RTCConfiguration(
+            iceServers=[
+                RTCIceServer(list(s.urls), s.username, s.credential) for s in config.ice_servers
+            ]
+        )
+
+    def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
+        return {
+            "offer": self.offer,
+            "request": self.request,
+            "answer": self.answer,
+            "candidates": self.candidates,
+            "close": self.close,
+            "status": self.status,
+        }
+
+    # -- commands ---------------------------------------------------------------------
+
+    async def offer(self, args: dict[str, Any]) -> dict[str, Any]:
+        sdp = arg(args, "sdp", str)
+        if "m=video" not in sdp:
+            raise RpcError("bad_sdp", "the offer has no video section")
+        session = self._new_session(arg(args, "camera", str), arg(args, "dialect", str, "whep"))
+        pc = session.pc
+        # Our transceiver first, H.264 preferred, so the offer's video section binds to it.
+        video = pc.addTransceiver(session.track, direction="sendonly")
+        prefer_h264(video)
+        try:
+            if self._loopback_only:
+                sdp = strip_mdns_candidates(sdp)
+            await pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            for t in pc.getTransceivers():
+                if t is not video:  # Mainsail offers audio too: we have none to send
+                    t.direction = "inactive"
+            await pc.setLocalDescription(await pc.createAnswer())
+        except (ValueError, AttributeError, TypeError) as e:
+            await self._drop(session, f"bad offer: {e}")
+            raise RpcError("bad_sdp", f"cannot use this offer: {e}") from None
+        except Exception as e:  # aiortc raises its own errors for unusable offers
+            await self._drop(session, f"offer failed: {e}")
+            raise RpcError("bad_sdp", f"cannot answer this offer: {e}") from None
+        self._started(session, video.sender)
+        return {"session": session.id, "sdp": pc.localDescription.sdp}
+
+    async def request(self, args: dict[str, Any]) -> dict[str, Any]:
+        keepalive = arg(args, "keepalive", bool, False)
+        session = self._new_session(arg(args, "camera", str), "camera-streamer")
+        pc = session.pc
+        if keepalive:
+            session.start_keepalive(pc.createDataChannel("keepalive"))
+        video = pc.addTransceiver(session.track, direction="sendonly")
+        prefer_h264(video)
+        await pc.setLocalDescription(await pc.createOffer())
+        self._started(session, video.sender)
+        return {"session": session.id, "sdp": pc.localDescription.sdp}
+
+    async def answer(self, args: dict[str, Any]) -> dict[str, Any]:
+        session = self._session(args)
+        sdp = arg(args, "sdp", str)
+        if self._loopback_only:
+            sdp = strip_mdns_candidates(sdp)
+        try:
+            await session.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
+        except Exception as e:
+            raise RpcError("bad_sdp", f"cannot use this answer: {e}") from None
+        for cand in session.pending:
+            await session.pc.addIceCandidate(cand)
+        session.pending.clear()
+        return {}
+
+    async def candidates(self, args: dict[str, Any]) -> dict[str, Any]:
+        session = self._session(args)
+        try:
+            found = parse_candidates(args.get("candidates"), self._loopback_only)
+        except ValueError as e:
+            raise RpcError("bad_args", str(e)) from None
+        for cand in found:
+            if session.pc.remoteDescription is None:
+                session.pending.append(cand)
+            else:
+                await session.pc.addIceCandidate(cand)
+        return {}
+
+    async def close(self, args: dict[str, Any]) -> dict[str, Any]:
+        await self._drop(self._session(args), "closed by the viewer")
+        return {}
+
+    async def status(self, args: dict[str, Any]) -> dict[str, Any]:
+        from titanium.services.webrtc.proof import aiortc_encodes
+
+        return {
+            "cameras": {
+                cam: {"viewers": self._viewers(cam), "missed": feed.missed}
+                for cam, feed in self.feeds.items()
+            },
+            "sessions": [s.describe() for s in self.sessions.values()],
+            "aiortc_encodes": aiortc_encodes(),
+        }
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def _new_session(self, camera: str, dialect: str) -> Session:
+        feed = self.feeds.get(camera)
+        if feed is None:
+            raise RpcError("not_found", f"no camera {camera!r}; cameras: {', '.join(self.feeds)}")
+        limit = self.config.streaming.max_viewers
+        if self._viewers(camera) >= limit:
+            raise RpcError(
+                "busy",
+                f"camera {camera} already has {limit} WebRTC viewers "
+                "(titanium.streaming.max_viewers)",
+            )
+        feedback = Feedback(lambda reason: self._keyframe(camera, reason), self._bitrate)
+        track = EncodedVideoTrack(feed, lambda reason: self._keyframe(camera, reason))
+        session = Session(camera, dialect, RTCPeerConnection(self._ice), track, feedback)
+        self.sessions[session.id] = session
+        feed.viewers += 1
+        self._demand(camera)
+        return session
+
+    def _started(self, session: Session, sender: Any) -> None:
+        session.watch_rtcp(sender)
+        log.info("session %s: %s viewer of %s", session.id, session.dialect, session.camera)
+
+    def _session(self, args: dict[str, Any]) -> Session:
+        sid = arg(args, "session", str)
+        session = self.sessions.get(sid)
+        if session is None:
+            raise RpcError("not_found", f"no session {sid!r} (ended or never started)")
+        return session
+
+    async def _drop(self, session: Session, why: str) -> None:
+        if self.sessions.pop(session.id, None) is None:
+            return
+        log.info("session %s (%s) ends: %s", session.id, session.camera, why)
+        self.feeds[session.camera].viewers -= 1
+        self._demand(session.camera)
+        await session.close()
+
+    def _viewers(self, camera: str) -> int:
+        return sum(1 for s in self.sessions.values() if s.camera == camera)
+
+    # -- messages to the encoder ------------------------------------------------------
+
+    def _demand(self, camera: str) -> None:
+        self._publish(StreamDemand(camera, "h264", self._viewers(camera)))
+
+    def _keyframe(self, camera: str, reason: str) -> None:
+        self._publish(KeyframeRequest(camera, reason))
+
+    def _bitrate(self, session: Session, bitrate: int, source: str) -> None:
+        """The lowest recent hint across a camera's viewers: the encoder serves them all."""
+        now = time.monotonic()
+        if source == "loss":
+            ceiling = self.config.camera(session.camera).bitrate * 1000
+            previous = session.bitrate_hint[0] if session.bitrate_hint else ceiling
+            bitrate = int(previous * 0.85)
+        session.bitrate_hint = (bitrate, now)
+        hints = [
+            s.bitrate_hint[0]
+            for s in self.sessions.values()
+            if s.camera == session.camera
+            and s.bitrate_hint is not None
+            and now - s.bitrate_hint[1] < HINT_WINDOW
+        ]
+        self._publish(BitrateHint(session.camera, min(hints), source))
+
+    async def run(self) -> None:
+        """Repeat the demand each second (the encoder idles without it) and end sessions
+        that failed, never connected, or stopped answering the keep-alive."""
+        while True:
+            await asyncio.sleep(DEMAND_PERIOD)
+            for camera in self.feeds:
+                self._demand(camera)
+            now = time.monotonic()
+            for session in list(self.sessions.values()):
+                why = session.expired(now)
+                if why:
+                    await self._drop(session, why)
+
+    async def close_all(self) -> None:
+        for session in list(self.sessions.values()):
+            await self._drop(session, "service stopping")

@@ -1,0 +1,54 @@
+"""The video track each viewer's peer connection sends: the encoder's access units as
+``av.Packet``s, which aiortc packs into RTP as they are (it never encodes them)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+
+import av
+from aiortc.mediastreams import MediaStreamTrack
+
+from titanium.services.webrtc.feed import EncodedFeed
+
+VIDEO_TIME_BASE = Fraction(1, 90000)
+
+
+class EncodedVideoTrack(MediaStreamTrack):
+    """Newest frame wins, per viewer: a viewer that falls behind (its sender was slow to
+    ask for the next AU) skips ahead, and since a decoder cannot continue after a gap, it
+    waits for the next keyframe, asking the encoder for one. It never queues AUs."""
+
+    kind = "video"
+
+    def __init__(self, feed: EncodedFeed, need_keyframe: Callable[[str], None]) -> None:
+        super().__init__()
+        self.feed = feed
+        self.sent = 0
+        self.skipped = 0  # AUs this viewer did not get
+        self.last_ts_wall = 0.0
+        self._need_keyframe = need_keyframe
+        self._n = -1
+        self._want_key = True
+
+    async def recv(self) -> av.Packet:
+        asked = False
+        while True:
+            au = await self.feed.next_after(self._n)
+            if au.n != self._n + 1 and self._n >= 0:
+                self.skipped += au.n - self._n - 1
+                self._want_key = True
+            self._n = au.n
+            if self._want_key and not au.keyframe:
+                if not asked:  # once per wait; the encoder rate-limits the rest
+                    self._need_keyframe("join" if self.sent == 0 else "skip")
+                    asked = True
+                self.skipped += 1
+                continue
+            self._want_key = False
+            packet = av.Packet(au.data)
+            packet.pts = au.pts
+            packet.time_base = VIDEO_TIME_BASE
+            self.sent += 1
+            self.last_ts_wall = au.ts_wall
+            return packet

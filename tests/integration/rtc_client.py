@@ -1,0 +1,116 @@
+"""An aiortc viewer for tests and benchmarks: WHEP or camera-streamer signalling over real
+HTTP, H.264 decoded by aiortc, frames counted and their timecodes read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from titanium.common.timecode import read_timecode
+
+
+@dataclass
+class Received:
+    frames: int = 0
+    width: int = 0
+    height: int = 0
+    latencies_ms: list[float] = field(default_factory=list)
+    capture_times: list[float] = field(default_factory=list)  # from the timecode
+    session_url: str | None = None
+    codec: str = ""
+
+
+async def _consume(track: MediaStreamTrack, got: Received, seconds: float, timecode: bool) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        try:
+            frame = await asyncio.wait_for(track.recv(), max(0.1, end - time.monotonic()))
+        except (TimeoutError, MediaStreamError):
+            break
+        now = time.time()
+        got.frames += 1
+        got.width, got.height = frame.width, frame.height  # type: ignore[union-attr]
+        if timecode:
+            luma = frame.to_ndarray(format="gray")  # type: ignore[union-attr]
+            captured = read_timecode(luma)
+            if captured is not None:
+                got.latencies_ms.append((now - captured) * 1000)
+                got.capture_times.append(captured)
+
+
+def _codec(pc: RTCPeerConnection) -> str:
+    for t in pc.getTransceivers():
+        if t.kind == "video" and t._codecs:
+            return str(t._codecs[0].mimeType)
+    return ""
+
+
+async def whep_view(
+    base: str, seconds: float, camera: str | None = None, timecode: bool = False
+) -> Received:
+    """Play ``base``/whep for ``seconds`` like a WHEP player (recvonly video)."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    got = Received()
+    tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
+    pc.on("track", lambda t: tracks.put_nowait(t))
+    await pc.setLocalDescription(await pc.createOffer())
+    url = f"{base}/whep" + (f"?camera={camera}" if camera else "")
+    async with aiohttp.ClientSession() as http:
+        async with http.post(
+            url, data=pc.localDescription.sdp, headers={"Content-Type": "application/sdp"}
+        ) as r:
+            assert r.status == 201, await r.text()
+            got.session_url = urllib.parse.urljoin(url, r.headers["Location"])
+            answer = await r.text()
+        await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+        got.codec = _codec(pc)
+        track = await asyncio.wait_for(tracks.get(), 10)
+        await _consume(track, got, seconds, timecode)
+        async with http.delete(got.session_url) as r:
+            assert r.status in (200, 204), r.status
+    await pc.close()
+    return got
+
+
+async def camera_streamer_view(base: str, seconds: float) -> Received:
+    """Play ``base``/webrtc the way Mainsail does: request, answer, keep-alive pongs."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    got = Received()
+    tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
+    pc.on("track", lambda t: tracks.put_nowait(t))
+
+    @pc.on("datachannel")
+    def on_channel(channel: Any) -> None:
+        @channel.on("message")
+        def on_message(message: Any) -> None:
+            if message == "ping":
+                channel.send("pong")
+
+    async with aiohttp.ClientSession() as http:
+        # Mainsail sends the request without a Content-Type header.
+        body = json.dumps({"type": "request", "iceServers": [], "keepAlive": True})
+        async with http.post(
+            f"{base}/webrtc", data=body.encode(), skip_auto_headers={"Content-Type"}
+        ) as r:
+            assert r.status == 200, await r.text()
+            offer = await r.json(content_type=None)
+        assert offer["type"] == "offer" and offer["keepAlive"] is True
+        await pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+        await pc.setLocalDescription(await pc.createAnswer())
+        answer = {"type": "answer", "id": offer["id"], "sdp": pc.localDescription.sdp}
+        async with http.post(f"{base}/webrtc", data=json.dumps(answer)) as r:
+            assert r.status == 200, await r.text()
+        got.codec = _codec(pc)
+        track = await asyncio.wait_for(tracks.get(), 10)
+        await _consume(track, got, seconds, False)
+    await pc.close()
+    return got

@@ -1,0 +1,71 @@
+"""When the encoder works, when it makes IDRs and which bitrate it aims at."""
+
+from __future__ import annotations
+
+from titanium.services.encoder.control import EncodeControl
+
+MAX, FLOOR = 2_000_000, 250_000
+
+
+def test_active_only_while_recent_demand_is_above_zero() -> None:
+    c = EncodeControl(MAX, FLOOR)
+    assert not c.active(0.0)
+    c.demand(2, 10.0)
+    assert c.active(10.0) and c.active(12.9)
+    assert not c.active(13.5), "the WebRTC service went silent: nobody is left"
+    c.demand(0, 14.0)
+    assert not c.active(14.0)
+
+
+def test_first_frame_after_going_active_is_an_idr() -> None:
+    c = EncodeControl(MAX, FLOOR)
+    c.demand(1, 0.0)
+    assert c.force_idr(0.0)
+    c.idr_sent(0.0)
+    assert not c.force_idr(0.1)
+    c.went_idle()
+    assert c.force_idr(0.2)
+
+
+def test_keyframe_requests_are_coalesced_and_rate_limited() -> None:
+    c = EncodeControl(MAX, FLOOR)
+    c.force_idr(0.0)
+    c.idr_sent(0.0)
+    c.keyframe_wanted(0.1)
+    c.keyframe_wanted(0.15)  # a burst of PLIs
+    assert not c.force_idr(0.2), "an IDR went out 0.2 s ago"
+    assert c.force_idr(0.5)
+    c.idr_sent(0.5)
+    assert not c.force_idr(0.6), "both requests were answered by one IDR"
+    c.keyframe_wanted(2.0)
+    assert c.force_idr(2.0)
+
+
+def test_a_scheduled_idr_answers_a_pending_request() -> None:
+    c = EncodeControl(MAX, FLOOR)
+    c.force_idr(0.0)
+    c.keyframe_wanted(1.0)
+    c.idr_sent(1.01)  # the GOP's own IDR
+    assert not c.force_idr(1.6)
+
+
+def test_bitrate_follows_the_weakest_recent_hint_within_bounds() -> None:
+    c = EncodeControl(MAX, FLOOR)
+    c.bitrate_hint(1_500_000, 0.0)
+    c.bitrate_hint(800_000, 0.5)  # another viewer, a worse link
+    assert c.next_bitrate(1.0) == 800_000
+    c.bitrate_hint(50_000, 2.0)
+    assert c.next_bitrate(3.0) is None, "at most one change per 5 s"
+    assert c.next_bitrate(6.0) == FLOOR
+    c.bitrate_hint(9_000_000, 11.5)
+    assert c.next_bitrate(11.5) == MAX, "the low hints are older than the window"
+
+
+def test_small_moves_and_silence_change_nothing() -> None:
+    c = EncodeControl(MAX, FLOOR)
+    assert c.next_bitrate(0.0) is None
+    c.bitrate_hint(1_950_000, 1.0)
+    assert c.next_bitrate(1.0) is None
+    c.bitrate_hint(1_000_000, 2.0)
+    assert c.next_bitrate(2.0) == 1_000_000
+    assert c.next_bitrate(30.0) == MAX, "no hints for a while: back to the configured rate"
