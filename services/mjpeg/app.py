@@ -118,9 +118,16 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.Response(text=page.read_text(), content_type="text/html")
 
 
+VIEWER_SCRIPTS = ("titanium-video.js", "timecode.js", "whep.js")
+
+
 async def viewer_script(request: web.Request) -> web.Response:
-    """``/titanium-video.js``: the ``<titanium-video>`` element the viewer page imports."""
-    script = resources.files("titanium.services.mjpeg").joinpath("static/titanium-video.js")
+    """The ``<titanium-video>`` element and the modules it imports (``/titanium-video.js``,
+    ``/timecode.js``, ``/whep.js``): plain ES modules, no build step."""
+    name = request.match_info["script"] + ".js"
+    if name not in VIEWER_SCRIPTS:
+        raise web.HTTPNotFound(text=f"no script {name}\n")
+    script = resources.files("titanium.services.mjpeg").joinpath(f"static/{name}")
     return web.Response(
         text=script.read_text(),
         content_type="text/javascript",
@@ -145,7 +152,7 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
     app[RPC] = RpcClient(ctx, endpoints.webrtc_rpc())
     routes = [
         web.get("/", index),
-        web.get("/titanium-video.js", viewer_script),
+        web.get("/{script:[a-z-]+}.js", viewer_script),
         web.get("/stream", stream),
         web.get("/snapshot", snapshot),
         web.get("/snapshot.jpg", snapshot),

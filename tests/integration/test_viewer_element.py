@@ -51,7 +51,7 @@ class FrontDoorWithoutWebRTC:
         app.add_routes(
             [
                 web.get(f"{PREFIX}/", self._page),
-                web.get(f"{PREFIX}/titanium-video.js", self._script),
+                web.get(f"{PREFIX}/{{script}}.js", self._script),
                 web.get(f"{PREFIX}/status", self._status),
                 web.get(f"{PREFIX}/stream", self._stream),
                 web.post(f"{PREFIX}/whep", self._whep),
@@ -77,7 +77,8 @@ class FrontDoorWithoutWebRTC:
 
     async def _script(self, request: web.Request) -> web.Response:
         return web.Response(
-            text=STATIC.joinpath("titanium-video.js").read_text(), content_type="text/javascript"
+            text=STATIC.joinpath(request.match_info["script"] + ".js").read_text(),
+            content_type="text/javascript",
         )
 
     async def _status(self, request: web.Request) -> web.Response:
