@@ -41,6 +41,7 @@ class Health:
         for topic in (Heartbeat.TOPIC, EncoderStatus.TOPIC):
             self._sub.setsockopt(zmq.SUBSCRIBE, topic)
         self._sub.connect(endpoints.webrtc_pub())
+        self._sub.connect(endpoints.governor_pub())
         for cam in config.cameras:
             self._sub.connect(endpoints.encoder_pub(cam.id))
 
@@ -85,11 +86,14 @@ class Health:
         table = await asyncio.get_running_loop().run_in_executor(None, self._supervised)
         names: list[str] = []
         states: dict[str, str] = {}
+        pids: dict[str, int] = {}
         if table is not None:
             for info in table:
                 name = self._name(info)
                 names.append(name)
                 states[name] = str(info["statename"]).lower()
+                if info.get("pid"):
+                    pids[name] = int(info["pid"])
         else:
             names = [f"capture-{c.id}" for c in self.config.cameras]
             names += [n for n in self.heartbeats if n not in names]
@@ -109,12 +113,13 @@ class Health:
                 elif state == "running" and beat.state != "running":
                     entry["state"] = beat.state
                 entry.update(
-                    pid=beat.pid,
+                    pid=pids.get(name, beat.pid),
                     uptime=round(time.time() - beat.started, 1),
                     last_seen_s=round(now - at, 2),
                 )
             elif state == "running":
                 entry["state"] = "starting"  # up, but not talking yet
+                entry["pid"] = pids.get(name)
             out[name] = entry
         out.setdefault("mjpeg", own)
         return out

@@ -4,29 +4,14 @@ PATCH) decode frames. Each scenario reports what ``getStats()`` saw."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import os
+import signal
 import time
-from importlib import resources
 from typing import Any
-
-import pytest
 
 from tests.integration.browser import Browser, Page
 from tests.integration.conftest import Stack
-
-
-def _webrtc_in_stack() -> bool:
-    """The stack runs the webrtc service and the encoder that feeds it."""
-    if importlib.util.find_spec("titanium.services.webrtc") is None:
-        return False
-    conf = resources.files("titanium.deploy").joinpath("supervisord.conf").read_text()
-    return "[program:webrtc]" in conf and "[program:encoder" in conf
-
-
-pytestmark = pytest.mark.skipif(
-    not _webrtc_in_stack(), reason="needs the webrtc service (and its encoder) in the stack"
-)
 
 PLAYER = "document.querySelector('titanium-video')"
 
@@ -215,3 +200,54 @@ def test_whep_with_trickle_patch_decodes_frames(stack: Stack, browser: Browser) 
     assert (got["width"], got["height"]) == (640, 480), report
     assert got["codec"] == "video/H264", report
     assert got["deleteStatus"] in (200, 204), report
+
+
+READ_PLAYER = f"""(async () => {{ {INBOUND_VIDEO_JS}
+return inboundVideo({PLAYER}.peerConnection); }})()"""
+
+
+def test_five_browser_viewers_all_decode_and_the_encoder_runs_once(
+    stack: Stack, browser: Browser
+) -> None:
+    pages = [browser.open(stack.url("/")) for _ in range(5)]
+    for page in pages:
+        page.wait_for(f"{PLAYER}?.stats.mode === 'webrtc'", 30)
+    time.sleep(1.5)  # counters are published once a second
+    before = stack.status()["cameras"]["cam0"]
+    start = [page.eval(READ_PLAYER)["framesDecoded"] for page in pages]
+    time.sleep(10)
+    decoded = [
+        page.eval(READ_PLAYER)["framesDecoded"] - n for page, n in zip(pages, start, strict=True)
+    ]
+    time.sleep(1.5)
+    after = stack.status()["cameras"]["cam0"]
+    assert after["webrtc_viewers"] == 5
+    assert all(n >= 60 for n in decoded), (decoded, pages[0].diagnostics())
+    captured = after["frames"] - before["frames"]
+    encoded = after["encoder"]["frames_out"] - before["encoder"]["frames_out"]
+    # One encode per captured frame for all five (not five per frame); counters are up to
+    # a second (30 frames) stale at either end.
+    assert 0.8 * min(decoded) <= encoded <= captured + 35, (encoded, captured, decoded)
+    assert stack.status()["webrtc"]["aiortc_encodes"] == 0
+
+
+def test_browser_decodes_again_within_10s_of_an_encoder_sigkill(
+    stack: Stack, browser: Browser
+) -> None:
+    page = browser.open(stack.url("/"))
+    page.wait_for(f"{PLAYER}?.stats.mode === 'webrtc'", 30)
+    page.wait_for(f"{PLAYER}.stats.framesDecoded > 30", 15)
+    pid = stack.status()["services"]["encoder-cam0"]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    killed = time.monotonic()
+    time.sleep(0.5)  # let frames already in flight arrive
+    stalled = page.eval(READ_PLAYER)["framesDecoded"]
+    page.wait_for(
+        f"(async () => {{ {INBOUND_VIDEO_JS}\n"
+        f"return (await inboundVideo({PLAYER}.peerConnection)).framesDecoded > {stalled + 15};"
+        " })()",
+        12,
+        interval=0.25,
+    )
+    assert time.monotonic() - killed < 10.0, page.diagnostics()
+    stack.wait_for(lambda st: st["services"]["encoder-cam0"]["pid"] not in (None, pid), 5)
