@@ -73,8 +73,15 @@ def _why(e: OSError) -> str:
     return hints.get(e.errno or 0) or e.strerror or str(e)
 
 
+# V4L2 marks big-endian variants of a format with the fourcc's top bit ('Y16 ' | BE):
+# printed raw it turns the last letter into junk ('XR1µ' for XR15-BE).
+FOURCC_BIG_ENDIAN = 1 << 31
+
+
 def _fourcc(pixel_format: int) -> str:
-    return human_pixel_format(int(pixel_format)).strip()
+    code = int(pixel_format)
+    name = human_pixel_format(code & ~FOURCC_BIG_ENDIAN).strip()
+    return f"{name}-BE" if code & FOURCC_BIG_ENDIAN else name
 
 
 class V4L2Source:
