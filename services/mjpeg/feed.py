@@ -19,6 +19,7 @@ from titanium.common.ring import RingError, RingReader
 from titanium.services.mjpeg.multipart import part
 
 log = logging.getLogger("titanium.mjpeg.feed")
+COPY_AFTER_LAP = 300  # about 10 s at 30 fps
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class CameraFeed:
         self._sub.connect(endpoint)
         self._reader: RingReader | None = None
         self._reader_id = 0
+        self._copy = bytearray()  # where frames are copied while encodes are slow
+        self._copy_frames = 0  # frames left to copy before trying zero-copy again
         # One worker per camera: JPEG work leaves the event loop, stays ordered, and the
         # ring reader is only ever touched from this thread.
         self._pool = ThreadPoolExecutor(1, thread_name_prefix=f"jpeg-{camera_id}")
@@ -108,7 +111,27 @@ class CameraFeed:
         event.set()
 
     def _produce(self, ready: FrameReady) -> JpegFrame | None:
-        """Worker thread: read the slot (zero-copy), JPEG it if raw, check the seqlock."""
+        """Worker thread: the JPEG of ``ready``, or None when its slot was overwritten.
+
+        Raw frames are encoded straight from shared memory and the seqlock is checked after.
+        When an encode is slower than the ring's few frames (a loaded or slow board), the
+        capture laps it and every such encode would be thrown away: after a lapped read the
+        frame is copied out first (a memcpy, a fraction of the encode) for a while, and the
+        newest frame is tried again at once.
+        """
+        reader = self._attach(ready)
+        if reader is None:
+            return None
+        frame = self._encode(reader, ready, copy=self._copy_frames > 0)
+        if frame is None and self._copy_frames == 0:
+            self._copy_frames = COPY_AFTER_LAP
+            newest = self.ready or ready
+            frame = self._encode(reader, newest, copy=True)
+        elif self._copy_frames:
+            self._copy_frames -= 1
+        return frame
+
+    def _attach(self, ready: FrameReady) -> RingReader | None:
         try:
             if self._reader is None or self._reader_id != ready.ring_id:
                 if self._reader is not None:
@@ -119,23 +142,36 @@ class CameraFeed:
         except RingError as e:
             log.warning("%s: %s", self.camera_id, e)
             return None
-        reader = self._reader
+        return self._reader
+
+    def _encode(self, reader: RingReader, ready: FrameReady, copy: bool) -> JpegFrame | None:
         opened = reader.open_slot(ready.slot, ready.seq)
         if opened is None:
             self.missed += 1
             return None
         lock, info, view = opened
+        checked = False
         try:
             if info.fourcc == "MJPG":
                 jpeg = bytes(view)
-            elif info.fourcc in RAW_FOURCCS:
-                jpeg = encode_raw(view, info.fourcc, info.width, info.height, self.quality)
-            else:
+            elif info.fourcc not in RAW_FOURCCS:
                 log.warning("%s: no JPEG for %s frames", self.camera_id, info.fourcc)
                 return None
+            elif copy:
+                if len(self._copy) < info.size:
+                    self._copy = bytearray(info.size)
+                self._copy[: info.size] = view
+                if not reader.still_valid(ready.slot, lock):
+                    self.missed += 1
+                    return None
+                checked = True
+                frame = memoryview(self._copy)[: info.size]
+                jpeg = encode_raw(frame, info.fourcc, info.width, info.height, self.quality)
+            else:
+                jpeg = encode_raw(view, info.fourcc, info.width, info.height, self.quality)
         finally:
             view.release()
-        if not reader.still_valid(ready.slot, lock):
+        if not checked and not reader.still_valid(ready.slot, lock):
             self.missed += 1
             return None
         if info.fourcc == "MJPG":
