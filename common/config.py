@@ -6,11 +6,15 @@ Shape (every key optional; the defaults below are the only place defaults live):
         "cameras": [{"id": "cam0", "device": "testpattern", "resolution": "1280x720",
                      "fps": 30, "format": "auto", "codec": "h264", "bitrate": 2000,
                      "encoder": "auto", "keyframe_interval": 2,
-                     "controls": {"brightness": 128}, "cpu": null, "realtime_priority": 10}],
+                     "controls": {"brightness": 128}, "cpu": null, "realtime_priority": 10,
+                     "priority": "medium"}],
         "streaming": {"default_quality": "high", "max_viewers": 10,
                       "adaptive_bitrate": true, "print_protection": true},
         "http": {"listen": "127.0.0.1:8080"},
+        "governor": {"printer_cpus": [3], "cpu_high": 60, "calm_time": 30, …},
         "runtime_dir": "/run/titanium"}}
+
+The governor section lives in govconfig.py (its fields and defaults are listed there).
 
 Every error names the key path (``titanium.cameras[0].fps``) and what is allowed.
 """
@@ -26,6 +30,12 @@ from pathlib import Path
 from typing import Any
 
 from titanium.common.fields import ConfigError, Field, take_fields
+from titanium.common.govconfig import (
+    PRIORITIES,
+    GovernorConfig,
+    governor_to_json,
+    parse_governor,
+)
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
@@ -62,6 +72,7 @@ class CameraConfig:
     controls: Mapping[str, int]
     cpu: int | None
     realtime_priority: int
+    priority: str  # 'high' (print monitoring), 'medium', 'low' (background)
 
     @property
     def source_kind(self) -> str:
@@ -117,6 +128,7 @@ class Config:
     runtime_dir: Path
     webrtc: WebrtcConfig = WebrtcConfig(())
     ice_servers: tuple[IceServer, ...] = ()
+    governor: GovernorConfig = field(default_factory=lambda: parse_governor({}))
     source: str = field(default="defaults", compare=False)
 
     def camera(self, camera_id: str) -> CameraConfig:
@@ -204,6 +216,7 @@ CAMERA_FIELDS = (
     Field("controls", dict, {}, "V4L2 controls by name, applied at start", _controls),
     Field("cpu", (int, type(None)), None, "CPU to pin capture to", _cpu),
     Field("realtime_priority", int, 10, "SCHED_FIFO priority for capture, 0 = off", range=(0, 99)),
+    Field("priority", str, "medium", "what the governor protects first", choices=PRIORITIES),
 )
 STREAMING_FIELDS = (
     Field("default_quality", str, "high", "quality step", choices=tuple(QUALITY_JPEG)),
@@ -260,6 +273,7 @@ def parse_config(
             Field("streaming", dict, {}, "viewer settings", None),
             Field("http", dict, {}, "the HTTP front door", None),
             Field("webrtc", dict, {}, "WebRTC peers", None),
+            Field("governor", dict, {}, "print protection and the control socket", None),
             Field("runtime_dir", str, "", "folder for sockets and shared-memory names", None),
         ),
     )
@@ -287,7 +301,17 @@ def parse_config(
         take_fields(section["webrtc"], "titanium.webrtc", WEBRTC_FIELDS)["ice_addresses"]
     )
     ice = _ice_servers(top["mirage"])
-    return Config(tuple(cameras), streaming, HttpConfig(host, port), runtime, webrtc, ice, source)
+    governor = parse_governor(section["governor"])
+    for i, cam in enumerate(cameras):
+        if cam.cpu is not None and cam.cpu in governor.printer_cpus:
+            raise ConfigError(
+                f"titanium.cameras[{i}].cpu",
+                f"a CPU not in titanium.governor.printer_cpus {list(governor.printer_cpus)}",
+                cam.cpu,
+            )
+    return Config(
+        tuple(cameras), streaming, HttpConfig(host, port), runtime, webrtc, ice, governor, source
+    )
 
 
 def _stun_url(value: str) -> str:
@@ -375,6 +399,7 @@ def config_to_json(config: Config) -> dict[str, Any]:
                     "controls": dict(c.controls),
                     "cpu": c.cpu,
                     "realtime_priority": c.realtime_priority,
+                    "priority": c.priority,
                 }
                 for c in config.cameras
             ],
@@ -386,6 +411,7 @@ def config_to_json(config: Config) -> dict[str, Any]:
             },
             "http": {"listen": config.http.listen},
             "webrtc": {"ice_addresses": list(config.webrtc.ice_addresses)},
+            "governor": governor_to_json(config.governor),
             "runtime_dir": str(config.runtime_dir),
         },
         "mirage": {

@@ -42,6 +42,18 @@ class Endpoints:
         """ROUTER of the WebRTC service: signalling relayed by the HTTP front door."""
         return self._ipc("webrtc.rpc")
 
+    def mjpeg_pub(self) -> str:
+        """PUB of the HTTP front door: ViewerCount, heartbeats."""
+        return self._ipc("mjpeg.pub")
+
+    def governor_pub(self) -> str:
+        """PUB of the governor: QualityCommand, ViewerAdmission, GovernorEvent, heartbeats."""
+        return self._ipc("governor.pub")
+
+    def governor_rpc(self) -> str:
+        """ROUTER of the governor: the control socket of titaniumctl and Hydrogen."""
+        return self._ipc("governor.rpc")
+
     def ring_name(self, camera_id: str, stream: str) -> str:
         """Shared-memory name of a camera's frame ring ('raw', later 'h264', 'jpeg')."""
         return f"{SHM_PREFIX}{self.instance}-{camera_id}-{stream}"
@@ -59,6 +71,11 @@ class Endpoints:
     @property
     def supervisor_socket(self) -> Path:
         return self.runtime_dir / "supervisor.sock"
+
+
+def ipc_path(endpoint: str) -> Path | None:
+    """The socket file of an ``ipc://`` endpoint, None for other transports."""
+    return Path(endpoint[len("ipc://") :]) if endpoint.startswith("ipc://") else None
 
 
 def unlink_ipc(endpoint: str) -> None:

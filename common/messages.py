@@ -55,6 +55,7 @@ class CameraStatus(Message):
     """What capture knows about its camera, published about once a second."""
 
     TOPIC: ClassVar[bytes] = b"camera"
+    VERSION: ClassVar[int] = 2  # 2: paused
     camera: str
     source: str  # 'v4l2:/dev/video0', 'testpattern', 'file:…'
     online: bool
@@ -67,6 +68,7 @@ class CameraStatus(Message):
     dropped: int  # frames the source produced that never reached the ring
     error: str = ""
     controls: dict[str, int] = dataclasses.field(default_factory=dict)
+    paused: bool = False  # the governor paused it: only a "paused" frame each second
 
 
 @dataclass(frozen=True)
@@ -179,3 +181,57 @@ class BitrateHint(Message):
     camera: str
     bitrate: int  # bit/s
     source: str  # 'remb', 'loss'
+
+
+@dataclass(frozen=True)
+class QualityCommand(Message):
+    """The governor's order for one camera: capture delivers this size and rate (paused:
+    only a "paused" frame each second, at this size), the encoder aims at this bitrate.
+    Sent on every change and repeated about once a second, so a restarted service obeys
+    within a second of starting."""
+
+    TOPIC: ClassVar[bytes] = b"quality"
+    camera: str
+    rung: str  # '720p15', or 'paused'
+    width: int
+    height: int
+    fps: int
+    bitrate: int  # bit/s: the ceiling bitrate hints move under
+    paused: bool
+    reason: str  # why, for logs and /status: 'cpu 91.3 % > 60 % while printing'
+
+
+@dataclass(frozen=True)
+class ViewerAdmission(Message):
+    """The lowest viewer priority served now ('low': everyone). The front door and the
+    WebRTC service end the viewers below it and refuse new ones: memory shedding and
+    critical print phases. Sent on every change and about once a second."""
+
+    TOPIC: ClassVar[bytes] = b"admission"
+    min_priority: str  # 'low', 'medium', 'high'
+    reason: str
+
+
+@dataclass(frozen=True)
+class ViewerCount(Message):
+    """How many viewers one service serves of one camera, by priority ('high', 'medium',
+    'low'). Sent on every change and about once a second."""
+
+    TOPIC: ClassVar[bytes] = b"viewers"
+    service: str  # 'mjpeg', 'webrtc'
+    camera: str
+    viewers: dict[str, int]
+
+
+@dataclass(frozen=True)
+class GovernorEvent(Message):
+    """What a printer host wants to hear about, on the governor's PUB: ``event`` is one of
+    'quality.changed', 'stream.paused', 'stream.resumed', 'viewer.joined', 'viewer.left',
+    'camera.offline', 'camera.online', 'admission.changed'."""
+
+    TOPIC: ClassVar[bytes] = b"event"
+    event: str
+    camera: str  # '' when it concerns no one camera
+    reason: str
+    detail: dict[str, Any]
+    ts: float  # wall clock

@@ -69,6 +69,10 @@ def status(config_path: str | None, as_json: bool) -> None:
         )
     for name, svc in doc["services"].items():
         click.echo(f"service {name}: {svc['state']} (pid {svc['pid']}, up {svc['uptime']} s)")
+    from titanium.remote import governor_lines
+
+    for line in governor_lines(doc.get("governor") or {"error": "not in /status"}):
+        click.echo(line)
 
 
 @main.group()
@@ -103,6 +107,10 @@ def cameras() -> None:
     for cam in found:
         click.echo(f"{cam['path']}: {cam.get('card', '')} ({cam.get('driver', '')})")
 
+
+from titanium.remote import register  # noqa: E402 - the commands need `main` and `_load`
+
+register(main, _load)
 
 if __name__ == "__main__":
     main()

@@ -98,6 +98,10 @@ def _clean(endpoints: Endpoints) -> list[str]:
 def run_up(config: Config) -> int:
     endpoints = Endpoints(config.runtime_dir)
     config.runtime_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:  # the governor's control socket in it is owner-only: so is the directory
+        config.runtime_dir.chmod(0o700)
+    except OSError as e:
+        click.echo(f"titaniumctl: cannot make {config.runtime_dir} private: {e.strerror}", err=True)
     busy = _port_free(config.http.host, config.http.port)
     if busy:
         click.echo(

@@ -44,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         endpoints.capture_pub(camera.id),
         service.stopping,
         service.started,
+        orders_endpoint=endpoints.governor_pub(),
     )
     return 0
 

@@ -1,5 +1,12 @@
 """The capture loop: frames from a FrameSource into the camera's ring, a FrameReady for each
-on the bus, and the "camera offline" frame with retries when the source fails."""
+on the bus, and the "camera offline" frame with retries when the source fails.
+
+The governor's QualityCommand is polled between frames: a new size or rate reopens the
+source with it (the test pattern and file sources draw at any size; a V4L2 camera is
+renegotiated, and one that refuses the size keeps its configured size while frames are
+thinned to the rate); a pause closes the source and shows a "stream paused" frame once a
+second, so viewers keep their connections and see why.
+"""
 
 from __future__ import annotations
 
@@ -13,9 +20,17 @@ import zmq
 
 from titanium.common.config import CameraConfig
 from titanium.common.endpoints import unlink_ipc
-from titanium.common.messages import CameraStatus, FrameReady, Heartbeat, Message, encode
+from titanium.common.messages import (
+    CameraStatus,
+    FrameReady,
+    Heartbeat,
+    Message,
+    QualityCommand,
+    encode,
+)
 from titanium.common.ring import FLAG_PLACEHOLDER, RingWriter
 from titanium.services.capture.placeholder import Placeholder
+from titanium.services.capture.quality import Follower, Orders
 from titanium.services.capture.source import (
     FrameSource,
     SourceConfigError,
@@ -39,6 +54,7 @@ class Capture:
         ring_name: str,
         pub: zmq.Socket,
         started: float,
+        orders: Orders | None = None,
     ) -> None:
         self.camera = camera
         self.source = source
@@ -51,6 +67,8 @@ class Capture:
         self.error = ""
         self.frames = 0
         self._placeholder = Placeholder(camera.resolution.width, camera.resolution.height)
+        self.follow = Follower(camera, orders or Orders(camera.id, None))
+        self._paused_frame: Placeholder | None = None
         self._window_frames = 0
         self._window_start = time.monotonic()
         self._fps = 0.0
@@ -62,8 +80,21 @@ class Capture:
         backoff = BACKOFF_FIRST
         try:
             while not stopping.is_set():
+                self.follow.poll()
+                if self.follow.target.paused:
+                    self._pause(stopping)
+                    continue
+                resized = self.follow.fit(self.source)
                 try:
                     self.format = self.source.open()
+                except SourceConfigError as e:
+                    if resized:  # the size is the governor's, not the user's: go on without it
+                        self.follow.cannot_resize(e)
+                        continue
+                    self._offline(e)
+                    self._wait_offline(stopping, backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                    continue
                 except SourceError as e:
                     self._offline(e)
                     self._wait_offline(stopping, backoff)
@@ -73,12 +104,13 @@ class Capture:
                 self._ensure_ring(self.format.frame_capacity)
                 self.online, self.error = True, ""
                 log.info(
-                    "%s streaming %s %dx%d at %.3g fps",
+                    "%s streaming %s %dx%d at %.3g fps%s",
                     self.source.description,
                     self.format.fourcc,
                     self.format.width,
                     self.format.height,
                     self.format.fps,
+                    self.follow.opened(self.format.fps),
                 )
                 try:
                     self._stream(stopping)
@@ -91,11 +123,35 @@ class Capture:
             if self.ring is not None:
                 self.ring.close()
 
+    def _pause(self, stopping: threading.Event) -> None:
+        """Source closed; a "stream paused" frame each second until the governor resumes."""
+        self.source.close()
+        self.online, self.error = True, ""
+        t = self.follow.target
+        if self._paused_frame is None or (self._paused_frame.width, self._paused_frame.height) != (
+            t.width,
+            t.height,
+        ):
+            self._paused_frame = Placeholder(
+                t.width, t.height, "STREAM PAUSED", "TO PROTECT THE PRINT"
+            )
+        self._ensure_ring(t.width * t.height * 2)
+        while not stopping.is_set():
+            self._publish_placeholder(self._paused_frame)
+            deadline = time.monotonic() + 1.0
+            while not stopping.wait(0.05):  # a resume shows within 50 ms
+                if self.follow.poll():
+                    return
+                if time.monotonic() >= deadline:
+                    break
+
     def _stream(self, stopping: threading.Event) -> None:
         assert self.ring is not None and self.format is not None
         fmt = self.format
         timeout = max(0.8, 2.5 / fmt.fps)  # the offline frame must show within 1 s
         while not stopping.is_set():
+            if self.follow.poll():
+                return
             view = self.ring.begin()
             try:
                 frame = self.source.read_into(view, timeout)
@@ -104,6 +160,9 @@ class Capture:
                 raise
             finally:
                 _release(view)
+            if not self.follow.pacer.take(frame.mono_ns):
+                self.ring.abort()
+                continue
             slot, seq = self.ring.commit(
                 frame.size, fmt.fourcc, fmt.width, fmt.height, frame.mono_ns, frame.wall_ns
             )
@@ -139,7 +198,7 @@ class Capture:
             log.log(level, "camera offline: %s", message)
         self.online, self.error = False, message
         self.source.close()
-        self._publish_placeholder()
+        self._publish_placeholder(self._placeholder)
 
     def _wait_offline(self, stopping: threading.Event, seconds: float) -> None:
         """Wait ``seconds`` before the next retry, refreshing the offline frame each second."""
@@ -150,16 +209,16 @@ class Capture:
                 return
             if stopping.wait(min(left, 1.0)):
                 return
-            self._publish_placeholder()
+            self._publish_placeholder(self._placeholder)
 
-    def _publish_placeholder(self) -> None:
+    def _publish_placeholder(self, placeholder: Placeholder) -> None:
         assert self.ring is not None
         wall = time.time()
-        jpeg = self._placeholder.jpeg(wall)
+        jpeg = placeholder.jpeg(wall)
         view = self.ring.begin()
         view[: len(jpeg)] = jpeg
         _release(view)
-        w, h = self._placeholder.width, self._placeholder.height
+        w, h = placeholder.width, placeholder.height
         slot, seq = self.ring.commit(
             len(jpeg), "MJPG", w, h, time.monotonic_ns(), int(wall * 1e9), FLAG_PLACEHOLDER
         )
@@ -194,13 +253,14 @@ class Capture:
         self._publish(Heartbeat(f"capture-{self.camera.id}", os.getpid(), self.started))
 
     def status(self) -> CameraStatus:
-        fmt = self.format
-        res = self.camera.resolution
+        paused = self.follow.target.paused
+        fmt = None if paused else self.format
+        res = self.follow.target if paused else self.camera.resolution
         return CameraStatus(
             camera=self.camera.id,
             source=self.source.description,
             online=self.online,
-            fourcc=fmt.fourcc if fmt else "",
+            fourcc=fmt.fourcc if fmt else ("MJPG" if paused else ""),
             width=fmt.width if fmt else res.width,
             height=fmt.height if fmt else res.height,
             fps_configured=float(self.camera.fps),
@@ -208,7 +268,8 @@ class Capture:
             frames=self.frames,
             dropped=self.source.dropped,
             error=self.error,
-            controls=self.source.controls() if self.online else {},
+            controls=self.source.controls() if self.online and not paused else {},
+            paused=paused,
         )
 
     def _publish(self, msg: Message) -> None:
@@ -233,16 +294,26 @@ def run_capture(
     stopping: threading.Event,
     started: float,
     context_factory: Callable[[], zmq.Context] = zmq.Context,
+    orders_endpoint: str | None = None,
 ) -> None:
-    """Bind the publisher and run the loop until ``stopping`` is set."""
+    """Bind the publisher, follow the governor's commands from ``orders_endpoint`` (its
+    PUB), and run the loop until ``stopping`` is set."""
     ctx = context_factory()
     pub = ctx.socket(zmq.PUB)
     pub.setsockopt(zmq.LINGER, 0)
     pub.setsockopt(zmq.SNDHWM, 64)
     pub.bind(pub_endpoint)
+    sub = None
+    if orders_endpoint is not None:
+        sub = ctx.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        sub.setsockopt(zmq.SUBSCRIBE, QualityCommand.TOPIC)
+        sub.connect(orders_endpoint)
     try:
-        Capture(camera, source, ring_name, pub, started).run(stopping)
+        Capture(camera, source, ring_name, pub, started, Orders(camera.id, sub)).run(stopping)
     finally:
         pub.close()
+        if sub is not None:
+            sub.close()
         ctx.term()
         unlink_ipc(pub_endpoint)

@@ -1,5 +1,6 @@
 """The "camera offline" frame: what viewers and snapshots get while the camera is away,
-instead of an error page. A JPEG, carrying the timecode strip like every test frame."""
+instead of an error page; and the "stream paused" frame the governor's pause shows. A
+JPEG, carrying the timecode strip like every test frame."""
 
 from __future__ import annotations
 
@@ -13,13 +14,19 @@ from titanium.services.capture.glyphs import text_mask
 class Placeholder:
     """Draws the offline frame once per size; only the timecode changes per call."""
 
-    def __init__(self, width: int, height: int) -> None:
+    def __init__(
+        self,
+        width: int,
+        height: int,
+        title: str = "CAMERA OFFLINE",
+        subtitle: str = "RECONNECTING",
+    ) -> None:
         self.width, self.height = width, height
         self._y = np.full((height, width), 40, np.uint8)
         self._u = np.full((height // 2, width // 2), 128, np.uint8)
         self._v = np.full((height // 2, width // 2), 128, np.uint8)
-        self._stamp("CAMERA OFFLINE", max(1, width // 110), 0.45, 235)
-        self._stamp("RECONNECTING", max(1, width // 220), 0.62, 150)
+        self._stamp(title, max(1, width // 110), 0.45, 235)
+        self._stamp(subtitle, max(1, width // 220), 0.62, 150)
 
     def _stamp(self, text: str, scale: int, y_frac: float, level: int) -> None:
         mask = text_mask(text, scale)[: self.height, : self.width]

@@ -45,10 +45,16 @@ def raw_frame_size(fourcc: str, width: int, height: int) -> int:
 class FrameSource(Protocol):
     """A camera-like source. ``open`` starts streaming and tells the negotiated format;
     ``read_into`` blocks until the next frame is in ``buf`` (at most ``timeout`` seconds,
-    else SourceError); ``close`` may be called at any time, more than once."""
+    else SourceError); ``close`` may be called at any time, more than once.
+
+    ``width``, ``height`` and ``fps`` are what the next ``open`` asks for: capture sets them
+    between a ``close`` and an ``open`` to follow the governor."""
 
     description: str
     dropped: int  # frames the device produced that were lost before reaching us
+    width: int
+    height: int
+    fps: int
 
     def open(self) -> StreamFormat: ...
 

@@ -60,16 +60,20 @@ class TestPatternSource:
         self.dropped = 0
         self._rng = np.random.default_rng(seed)
         self._tex: tuple[np.ndarray, ...] | None = None
+        # One texture per size the governor asked for: a step back up is instant.
+        self._textures: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
         self._n = 0
         self._next = 0.0
 
     def open(self) -> StreamFormat:
-        if self._tex is None:
-            self._tex = _texture(self.width, self.height, self._rng)
+        size = (self.width, self.height)
+        if size not in self._textures:
+            self._textures[size] = _texture(self.width, self.height, self._rng)
             release_free_memory()  # the float temporaries of the texture
+        self._tex = self._textures[size]
         self._next = time.monotonic()
-        size = self.width * self.height * 3 // 2
-        return StreamFormat("YU12", self.width, self.height, float(self.fps), size)
+        frame = self.width * self.height * 3 // 2
+        return StreamFormat("YU12", self.width, self.height, float(self.fps), frame)
 
     def read_into(self, buf: memoryview, timeout: float) -> CapturedFrame:
         if self._tex is None:

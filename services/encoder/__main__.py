@@ -19,6 +19,7 @@ from titanium.common.messages import (
     KeyframeRequest,
     Message,
     MessageError,
+    QualityCommand,
     StreamDemand,
     decode,
 )
@@ -63,7 +64,9 @@ def run_encoder(
     orders = ctx.socket(zmq.SUB)
     for topic in (StreamDemand.TOPIC, KeyframeRequest.TOPIC, BitrateHint.TOPIC):
         orders.setsockopt(zmq.SUBSCRIBE, topic)
+    orders.setsockopt(zmq.SUBSCRIBE, QualityCommand.TOPIC)
     orders.connect(endpoints.webrtc_pub())
+    orders.connect(endpoints.governor_pub())
     for sock in (frames, orders):
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 64)

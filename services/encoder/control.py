@@ -37,6 +37,12 @@ class EncodeControl:
         self.viewers = max(0, viewers)
         self._demand_at = now
 
+    def set_ceiling(self, bitrate: int, floor: int) -> None:
+        """The governor's bitrate for the camera's rung: hints move under it from now on,
+        and the next frame takes it without waiting out the hint rate limit."""
+        self.max_bitrate, self.floor = bitrate, floor
+        self._last_change = float("-inf")
+
     def keyframe_wanted(self, now: float) -> None:
         if self._wanted_at is None:
             self._wanted_at = now

@@ -3,6 +3,7 @@ own ring with an EncodedReady each, only while the WebRTC service says someone w
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -16,6 +17,7 @@ from titanium.common.messages import (
     Heartbeat,
     KeyframeRequest,
     Message,
+    QualityCommand,
     StreamDemand,
     encode,
 )
@@ -72,7 +74,8 @@ class Encoder:
         self._last_status = float("-inf")
 
     def on_message(self, msg: Message) -> None:
-        """A StreamDemand, KeyframeRequest or BitrateHint from the WebRTC service."""
+        """A StreamDemand, KeyframeRequest or BitrateHint from the WebRTC service, or the
+        governor's QualityCommand."""
         now = self.clock()
         if getattr(msg, "camera", None) != self.camera.id:
             return
@@ -82,6 +85,24 @@ class Encoder:
             self.control.keyframe_wanted(now)
         elif isinstance(msg, BitrateHint):
             self.control.bitrate_hint(msg.bitrate, now)
+        elif isinstance(msg, QualityCommand):
+            self._follow(msg, now)
+
+    def _follow(self, cmd: QualityCommand, now: float) -> None:
+        """A new rung: its bitrate becomes the ceiling, and a new frame rate reopens the
+        backend (x264's rate control and GOP are per frame). Either way the next frame is
+        an IDR, so every viewer sees the change from a clean start. A new size needs
+        nothing here: the backend reopens when the first frame of that size arrives."""
+        old = self.factory.settings
+        new = dataclasses.replace(old, fps=cmd.fps, bitrate=cmd.bitrate)
+        if new == old:
+            return
+        log.info("governor: %s, %d kbit/s (%s)", cmd.rung, cmd.bitrate // 1000, cmd.reason)
+        self.factory.settings = new
+        self.control.set_ceiling(new.bitrate, new.bitrate_floor)
+        if new.fps != old.fps:
+            self._close_backend()
+        self.control.keyframe_wanted(now)
 
     def idle_check(self) -> bool:
         """Track demand; returns whether to encode. Going idle closes the backend so an

@@ -13,13 +13,24 @@ from aiohttp import web
 from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints
 from titanium.common.messages import Heartbeat
+from titanium.common.priority import parse_priority
 from titanium.common.rpc import RpcClient
 from titanium.services.mjpeg import signalling
 from titanium.services.mjpeg.feed import CameraFeed
 from titanium.services.mjpeg.health import Health
-from titanium.services.mjpeg.keys import CONFIG, FEEDS, HEALTH, HEARTBEATS, RPC, STARTED
+from titanium.services.mjpeg.keys import (
+    CONFIG,
+    FEEDS,
+    GOVERNOR,
+    HEALTH,
+    HEARTBEATS,
+    RPC,
+    STARTED,
+    VIEWERS,
+)
 from titanium.services.mjpeg.multipart import OPENING, STREAM_HEADERS
 from titanium.services.mjpeg.status import status
+from titanium.services.mjpeg.viewers import Viewers
 
 CORS = {
     "Access-Control-Allow-Origin": "*",
@@ -57,8 +68,18 @@ def _feed(request: web.Request) -> CameraFeed:
     return feeds[name]
 
 
+def _priority(request: web.Request) -> str:
+    """``?priority=high|medium|low`` (common/priority.py), medium by default."""
+    try:
+        return parse_priority(request.query.get("priority"))
+    except ValueError as e:
+        raise web.HTTPBadRequest(text=f"{e}\n") from None
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
     feed = _feed(request)
+    priority = _priority(request)
+    viewers = request.app[VIEWERS]
     limit = request.app[CONFIG].streaming.max_viewers
     if feed.viewers >= limit:
         raise web.HTTPServiceUnavailable(
@@ -66,23 +87,31 @@ async def stream(request: web.Request) -> web.StreamResponse:
             "(titanium.streaming.max_viewers); try again later\n",
             headers={"Retry-After": "5"},
         )
+    if not viewers.admits(priority):
+        raise web.HTTPServiceUnavailable(
+            text=f"{priority}-priority viewers are not served now: {viewers.reason}\n",
+            headers={"Retry-After": "10"},
+        )
     response = web.StreamResponse(headers=STREAM_HEADERS)
     feed.viewers += 1
     try:
-        await response.prepare(request)
-        await response.write(OPENING)
-        latest, ready = feed.latest, feed.ready
-        # A viewer starts on the current frame, never on one left from an earlier viewer.
-        after = -1
-        if latest is not None:
-            current = ready is not None and latest.seq == ready.seq
-            after = latest.n - 1 if current else latest.n
-        while True:
-            frame = await feed.next_frame(after)
-            # A slow viewer waits here for its socket to drain, then takes the newest
-            # frame: it skips frames, it never queues them or holds up the others.
-            await response.write(frame.part)
-            after = frame.n
+        with viewers.watching(feed.camera_id, priority):
+            await response.prepare(request)
+            await response.write(OPENING)
+            latest, ready = feed.latest, feed.ready
+            # A viewer starts on the current frame, never on one left from an earlier viewer.
+            after = -1
+            if latest is not None:
+                current = ready is not None and latest.seq == ready.seq
+                after = latest.n - 1 if current else latest.n
+            # The governor sheds viewers below its admission (memory, critical print
+            # phases): checked per frame, and a paused camera still sends one a second.
+            while viewers.admits(priority):
+                frame = await feed.next_frame(after)
+                # A slow viewer waits here for its socket to drain, then takes the newest
+                # frame: it skips frames, it never queues them or holds up the others.
+                await response.write(frame.part)
+                after = frame.n
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
@@ -150,6 +179,8 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
     }
     app[HEALTH] = Health(config, ctx, heartbeats)
     app[RPC] = RpcClient(ctx, endpoints.webrtc_rpc())
+    app[GOVERNOR] = RpcClient(ctx, endpoints.governor_rpc())
+    app[VIEWERS] = Viewers(config, ctx, started)
     routes = [
         web.get("/", index),
         web.get("/{script:[a-z-]+}.js", viewer_script),
@@ -167,6 +198,7 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
     async def feeds_ctx(app: web.Application) -> Any:
         tasks = [asyncio.ensure_future(f.run()) for f in app[FEEDS].values()]
         tasks.append(asyncio.ensure_future(app[HEALTH].run()))
+        tasks.append(asyncio.ensure_future(app[VIEWERS].run()))
         yield
         for t in tasks:
             t.cancel()
@@ -175,6 +207,8 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
             f.close()
         app[HEALTH].close()
         app[RPC].close()
+        app[GOVERNOR].close()
+        app[VIEWERS].close()
 
     app.cleanup_ctx.append(feeds_ctx)
     return app

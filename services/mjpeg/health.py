@@ -41,6 +41,7 @@ class Health:
         for topic in (Heartbeat.TOPIC, EncoderStatus.TOPIC):
             self._sub.setsockopt(zmq.SUBSCRIBE, topic)
         self._sub.connect(endpoints.webrtc_pub())
+        self._sub.connect(endpoints.governor_pub())
         for cam in config.cameras:
             self._sub.connect(endpoints.encoder_pub(cam.id))
 

@@ -38,6 +38,11 @@ def _camera(request: web.Request) -> str:
     return name or config.cameras[0].id
 
 
+def _priority(request: web.Request) -> str:
+    """``?priority=`` of the viewer's URL, relayed as is (the webrtc service checks it)."""
+    return request.query.get("priority") or "medium"
+
+
 async def _call(request: web.Request, cmd: str, **args: Any) -> Any:
     """Relay one command; RpcErrors become the HTTP status their code stands for."""
     try:
@@ -76,7 +81,13 @@ async def camera_streamer(request: web.Request) -> web.Response:
     kind = body.get("type")
     if kind == "request":
         keepalive = bool(body.get("keepAlive", False))
-        got = await _call(request, "request", camera=_camera(request), keepalive=keepalive)
+        got = await _call(
+            request,
+            "request",
+            camera=_camera(request),
+            keepalive=keepalive,
+            priority=_priority(request),
+        )
         return web.json_response(
             {
                 "id": got["session"],
@@ -88,7 +99,14 @@ async def camera_streamer(request: web.Request) -> web.Response:
         )
     if kind == "offer":  # OctoPrint: the client offers, ICE complete, and wants the answer
         sdp = _text_field(body, "sdp")
-        got = await _call(request, "offer", camera=_camera(request), sdp=sdp, dialect="octoprint")
+        got = await _call(
+            request,
+            "offer",
+            camera=_camera(request),
+            sdp=sdp,
+            dialect="octoprint",
+            priority=_priority(request),
+        )
         return web.json_response({"type": "answer", "sdp": got["sdp"], "id": got["session"]})
     if kind == "answer":
         await _call(
@@ -130,7 +148,14 @@ async def whep_post(request: web.Request) -> web.Response:
     if request.content_type != "application/sdp":
         raise _http(415, "a WHEP offer is sent as Content-Type: application/sdp")
     sdp = await request.text()
-    got = await _call(request, "offer", camera=_camera(request), sdp=sdp, dialect="whep")
+    got = await _call(
+        request,
+        "offer",
+        camera=_camera(request),
+        sdp=sdp,
+        dialect="whep",
+        priority=_priority(request),
+    )
     session = got["session"]
     # Relative: resolved against this request's URL it stays under nginx's prefix.
     location = f"whep/{session}"

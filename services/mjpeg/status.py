@@ -1,5 +1,6 @@
 """``/status``: per camera its source, format, size, measured fps, drops, viewers and
-encoder; per service its state (supervisord's, checked against its heartbeat)."""
+encoder; per service its state (supervisord's, checked against its heartbeat); and the
+governor's decisions with their reasons."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from typing import Any
 from aiohttp import web
 
 from titanium.common.rpc import RpcError
-from titanium.services.mjpeg.keys import CONFIG, FEEDS, HEALTH, RPC, STARTED
+from titanium.services.mjpeg.keys import CONFIG, FEEDS, GOVERNOR, HEALTH, RPC, STARTED, VIEWERS
 
 WEBRTC_STATUS_TIMEOUT = 0.5
+GOVERNOR_STATUS_TIMEOUT = 0.5
 
 
 async def status_document(app: web.Application) -> dict[str, Any]:
@@ -21,6 +23,12 @@ async def status_document(app: web.Application) -> dict[str, Any]:
         webrtc: dict[str, Any] | None = await app[RPC].call("status", timeout=WEBRTC_STATUS_TIMEOUT)
     except RpcError:
         webrtc = None
+    try:
+        governor: dict[str, Any] | None = await app[GOVERNOR].call(
+            "status", timeout=GOVERNOR_STATUS_TIMEOUT
+        )
+    except RpcError:
+        governor = None
     cameras: dict[str, Any] = {}
     for cam in config.cameras:
         feed = app[FEEDS][cam.id]
@@ -31,6 +39,7 @@ async def status_document(app: web.Application) -> dict[str, Any]:
             "device": cam.device,
             "source": st.source if st else None,
             "online": st.online if st else False,
+            "paused": st.paused if st else False,
             "format": st.fourcc if st else None,
             "width": st.width if st else cam.resolution.width,
             "height": st.height if st else cam.resolution.height,
@@ -42,6 +51,7 @@ async def status_document(app: web.Application) -> dict[str, Any]:
             "frames_dropped_delivery": feed.missed,
             "jpeg_frames": feed.jpeg_frames,
             "viewers": feed.viewers,
+            "viewers_by_priority": dict(app[VIEWERS].counts.get(cam.id, {})),
             "webrtc_viewers": rtc.get("viewers", 0),
             "max_viewers": config.streaming.max_viewers,
             "error": st.error if st else "",
@@ -68,6 +78,8 @@ async def status_document(app: web.Application) -> dict[str, Any]:
         "cameras": cameras,
         "services": await app[HEALTH].services(own),
     }
+    # The governor's own document (its control socket's ``status``), or why it is missing.
+    doc["governor"] = governor if governor is not None else {"error": "not answering"}
     if webrtc is not None:
         doc["webrtc"] = {
             "sessions": webrtc.get("sessions", []),

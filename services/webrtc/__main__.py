@@ -15,7 +15,14 @@ import zmq.asyncio
 
 from titanium.common.config import Config, ConfigError, load_config
 from titanium.common.endpoints import Endpoints, unlink_ipc
-from titanium.common.messages import Heartbeat, Message, encode
+from titanium.common.messages import (
+    Heartbeat,
+    Message,
+    MessageError,
+    ViewerAdmission,
+    decode_as,
+    encode,
+)
 from titanium.common.rpc import serve
 from titanium.common.service import Service
 from titanium.services.webrtc import proof
@@ -35,6 +42,10 @@ async def run(config: Config, service: Service) -> None:
     rpc = ctx.socket(zmq.ROUTER)
     rpc.setsockopt(zmq.LINGER, 0)
     rpc.bind(endpoints.webrtc_rpc())
+    governor = ctx.socket(zmq.SUB)
+    governor.setsockopt(zmq.LINGER, 0)
+    governor.setsockopt(zmq.SUBSCRIBE, ViewerAdmission.TOPIC)
+    governor.connect(endpoints.governor_pub())
 
     def publish(msg: Message) -> None:
         try:
@@ -51,6 +62,14 @@ async def run(config: Config, service: Service) -> None:
     loopback_only = bool(addresses) and all(a.startswith("127.") or a == "::1" for a in addresses)
     manager = SessionManager(config, feeds, publish, loopback_only)
 
+    async def follow_governor() -> None:
+        while True:
+            frames = await governor.recv_multipart()
+            try:
+                await manager.admit(decode_as(ViewerAdmission, frames))
+            except MessageError as e:
+                log.warning("dropped a bad message: %s", e)
+
     async def beat() -> None:
         while True:
             publish(Heartbeat("webrtc", os.getpid(), service.started))
@@ -61,6 +80,7 @@ async def run(config: Config, service: Service) -> None:
         asyncio.ensure_future(serve(rpc, manager.handlers())),
         asyncio.ensure_future(manager.run()),
         asyncio.ensure_future(beat()),
+        asyncio.ensure_future(follow_governor()),
     ]
     log.info("WebRTC signalling on %s", endpoints.webrtc_rpc())
     try:
@@ -74,6 +94,7 @@ async def run(config: Config, service: Service) -> None:
             f.close()
         pub.close()
         rpc.close()
+        governor.close()
         ctx.term()
         unlink_ipc(endpoints.webrtc_pub())
         unlink_ipc(endpoints.webrtc_rpc())

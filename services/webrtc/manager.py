@@ -2,9 +2,12 @@
 
 Commands (request ``{id, cmd, args}`` → reply ``{id, ok, result | error}``, common/rpc.py):
 
-- ``offer`` ``{camera, sdp, dialect}`` → ``{session, sdp}``: the viewer offers (WHEP,
-  OctoPrint); the answer carries our gathered candidates.
-- ``request`` ``{camera, keepalive}`` → ``{session, sdp}``: we offer (camera-streamer).
+- ``offer`` ``{camera, sdp, dialect, priority?}`` → ``{session, sdp}``: the viewer offers
+  (WHEP, OctoPrint); the answer carries our gathered candidates.
+- ``request`` ``{camera, keepalive, priority?}`` → ``{session, sdp}``: we offer
+  (camera-streamer).
+- ``priority`` is the viewer's (common/priority.py), ``medium`` by default: the governor's
+  ViewerAdmission ends the sessions below it and refuses new ones (``busy``).
 - ``answer`` ``{session, sdp}`` → ``{}``: the viewer's answer to our offer.
 - ``candidates`` ``{session, candidates: [{candidate, sdpMid, sdpMLineIndex}]}`` → ``{}``;
   queued when they arrive before the answer.
@@ -25,7 +28,15 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
 from titanium.common.config import Config
-from titanium.common.messages import BitrateHint, KeyframeRequest, Message, StreamDemand
+from titanium.common.messages import (
+    BitrateHint,
+    KeyframeRequest,
+    Message,
+    StreamDemand,
+    ViewerAdmission,
+    ViewerCount,
+)
+from titanium.common.priority import admitted, parse_priority
 from titanium.common.rpc import RpcError, arg
 from titanium.services.webrtc.feed import EncodedFeed
 from titanium.services.webrtc.ice import (
@@ -54,6 +65,7 @@ class SessionManager:
         self.sessions: dict[str, Session] = {}
         self._publish = publish
         self._loopback_only = loopback_only
+        self.admission = ViewerAdmission("low", "")
         self._ice = RTCConfiguration(
             iceServers=[
                 RTCIceServer(list(s.urls), s.username, s.credential) for s in config.ice_servers
@@ -76,7 +88,9 @@ class SessionManager:
         sdp = arg(args, "sdp", str)
         if "m=video" not in sdp:
             raise RpcError("bad_sdp", "the offer has no video section")
-        session = self._new_session(arg(args, "camera", str), arg(args, "dialect", str, "whep"))
+        session = self._new_session(
+            arg(args, "camera", str), arg(args, "dialect", str, "whep"), _priority(args)
+        )
         pc = session.pc
         # Our transceiver first, H.264 preferred, so the offer's video section binds to it.
         video = pc.addTransceiver(session.track, direction="sendonly")
@@ -100,7 +114,7 @@ class SessionManager:
 
     async def request(self, args: dict[str, Any]) -> dict[str, Any]:
         keepalive = arg(args, "keepalive", bool, False)
-        session = self._new_session(arg(args, "camera", str), "camera-streamer")
+        session = self._new_session(arg(args, "camera", str), "camera-streamer", _priority(args))
         pc = session.pc
         if keepalive:
             session.start_keepalive(pc.createDataChannel("keepalive"))
@@ -155,10 +169,14 @@ class SessionManager:
 
     # -- sessions ---------------------------------------------------------------------
 
-    def _new_session(self, camera: str, dialect: str) -> Session:
+    def _new_session(self, camera: str, dialect: str, priority: str) -> Session:
         feed = self.feeds.get(camera)
         if feed is None:
             raise RpcError("not_found", f"no camera {camera!r}; cameras: {', '.join(self.feeds)}")
+        if not admitted(priority, self.admission.min_priority):
+            raise RpcError(
+                "busy", f"{priority}-priority viewers are not served now: {self.admission.reason}"
+            )
         limit = self.config.streaming.max_viewers
         if self._viewers(camera) >= limit:
             raise RpcError(
@@ -168,7 +186,7 @@ class SessionManager:
             )
         feedback = Feedback(lambda reason: self._keyframe(camera, reason), self._bitrate)
         track = EncodedVideoTrack(feed, lambda reason: self._keyframe(camera, reason))
-        session = Session(camera, dialect, RTCPeerConnection(self._ice), track, feedback)
+        session = Session(camera, dialect, RTCPeerConnection(self._ice), track, feedback, priority)
         self.sessions[session.id] = session
         feed.viewers += 1
         self._demand(camera)
@@ -200,6 +218,22 @@ class SessionManager:
 
     def _demand(self, camera: str) -> None:
         self._publish(StreamDemand(camera, "h264", self._viewers(camera)))
+        counts: dict[str, int] = {}
+        for s in self.sessions.values():
+            if s.camera == camera:
+                counts[s.priority] = counts.get(s.priority, 0) + 1
+        self._publish(ViewerCount("webrtc", camera, counts))
+
+    async def admit(self, admission: ViewerAdmission) -> None:
+        """The governor's admission: end the sessions it no longer serves."""
+        if admission.min_priority != self.admission.min_priority:
+            log.info(
+                "serving %s-priority viewers and up: %s", admission.min_priority, admission.reason
+            )
+        self.admission = admission
+        for session in list(self.sessions.values()):
+            if not admitted(session.priority, admission.min_priority):
+                await self._drop(session, f"shed by the governor: {admission.reason}")
 
     def _keyframe(self, camera: str, reason: str) -> None:
         self._publish(KeyframeRequest(camera, reason))
@@ -237,3 +271,10 @@ class SessionManager:
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await self._drop(session, "service stopping")
+
+
+def _priority(args: dict[str, Any]) -> str:
+    try:
+        return parse_priority(arg(args, "priority", str, None))
+    except ValueError as e:
+        raise RpcError("bad_args", str(e)) from None

@@ -49,10 +49,12 @@ class Session:
         pc: RTCPeerConnection,
         track: EncodedVideoTrack,
         feedback: Feedback,
+        priority: str = "medium",
     ) -> None:
         self.id = secrets.token_urlsafe(12)
         self.camera = camera
         self.dialect = dialect  # 'whep', 'camera-streamer', 'octoprint'
+        self.priority = priority  # common/priority.py: who gets shed first
         self.pc = pc
         self.track = track
         self.created = time.monotonic()
@@ -140,6 +142,7 @@ class Session:
             "id": self.id,
             "camera": self.camera,
             "dialect": self.dialect,
+            "priority": self.priority,
             "state": self.pc.connectionState,
             "age_s": round(now - self.created, 1),
             "frames_sent": self.track.sent,

@@ -24,8 +24,11 @@ class Received:
     height: int = 0
     latencies_ms: list[float] = field(default_factory=list)
     capture_times: list[float] = field(default_factory=list)  # from the timecode
+    frame_times: list[float] = field(default_factory=list)  # wall clock at each frame
+    latency_times: list[float] = field(default_factory=list)  # wall clock at each latency
     session_url: str | None = None
     codec: str = ""
+    sizes: list[tuple[int, int]] = field(default_factory=list)  # each new size, in order
 
 
 async def _consume(track: MediaStreamTrack, got: Received, seconds: float, timecode: bool) -> None:
@@ -37,12 +40,16 @@ async def _consume(track: MediaStreamTrack, got: Received, seconds: float, timec
             break
         now = time.time()
         got.frames += 1
+        got.frame_times.append(now)
         got.width, got.height = frame.width, frame.height  # type: ignore[union-attr]
+        if not got.sizes or got.sizes[-1] != (got.width, got.height):
+            got.sizes.append((got.width, got.height))
         if timecode:
             luma = frame.to_ndarray(format="gray")  # type: ignore[union-attr]
             captured = read_timecode(luma)
             if captured is not None:
                 got.latencies_ms.append((now - captured) * 1000)
+                got.latency_times.append(now)
                 got.capture_times.append(captured)
 
 

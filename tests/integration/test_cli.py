@@ -56,3 +56,6 @@ def test_status_reports_cameras_and_services(stack: Stack) -> None:
     assert "camera cam0: testpattern YU12 640x480" in out.stdout
     assert "service mjpeg: running" in out.stdout
     assert "service capture-cam0: running" in out.stdout
+    assert "service governor: running" in out.stdout
+    assert "governor: print protection on" in out.stdout
+    assert "governor camera cam0: 480p30 (640x480, auto)" in out.stdout

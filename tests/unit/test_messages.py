@@ -8,8 +8,12 @@ import pytest
 from titanium.common.messages import (
     CameraStatus,
     FrameReady,
+    GovernorEvent,
     Heartbeat,
     MessageError,
+    QualityCommand,
+    ViewerAdmission,
+    ViewerCount,
     decode,
     decode_as,
     encode,
@@ -33,6 +37,10 @@ def test_round_trip_of_every_message() -> None:
             controls={"brightness": 3},
         ),
         Heartbeat("mjpeg", 123, 1.0),
+        QualityCommand("cam0", "720p15", 1280, 720, 15, 700_000, False, "first layer"),
+        ViewerAdmission("medium", "heat: cpu-thermal 85.0 °C ≥ 80 °C"),
+        ViewerCount("mjpeg", "cam0", {"high": 1, "low": 2}),
+        GovernorEvent("stream.paused", "cam0", "heat", {"rung": "paused"}, 1.5),
     ]
     for msg in msgs:
         assert decode(encode(msg)) == msg

@@ -1,0 +1,1 @@
+"""The governor: print protection, resource management and the control socket."""
