@@ -4,6 +4,7 @@ real-time helpers that log clearly and carry on where the system refuses them.""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import ctypes
 import faulthandler
@@ -15,6 +16,8 @@ import threading
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
+
+from titanium.common.config import CameraConfig, Config, ConfigError, load_config
 
 log = logging.getLogger("titanium")
 
@@ -141,3 +144,26 @@ def release_free_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc
         pass
+
+
+def camera_service_args(name: str, argv: list[str] | None) -> tuple[Config, CameraConfig]:
+    """The config and the camera of a per-camera service (capture, encoder), from
+    ``--config`` (default $TITANIUM_CONFIG) and ``--camera ID`` or ``--camera-index N`` (as
+    supervisord's numprocs gives it). A bad config or camera exits 2 with the reason."""
+    parser = argparse.ArgumentParser(prog=f"titanium.services.{name}")
+    parser.add_argument("--config", default=os.environ.get("TITANIUM_CONFIG"))
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--camera", help="camera id")
+    which.add_argument("--camera-index", type=int, default=0, help="position in the config")
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(f"titanium {name}: bad config: {e}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        camera = config.camera(args.camera) if args.camera else config.cameras[args.camera_index]
+    except (KeyError, IndexError):
+        print(f"titanium {name}: no such camera in {config.source}", file=sys.stderr)
+        sys.exit(2)
+    return config, camera

@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 
-from titanium.common.config import ConfigError, load_config
 from titanium.common.endpoints import Endpoints
-from titanium.common.service import Service, pin_cpus, set_realtime
+from titanium.common.service import Service, camera_service_args, pin_cpus, set_realtime
 from titanium.services.capture.loop import run_capture
 from titanium.services.capture.source import make_source
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="titanium.services.capture")
-    parser.add_argument("--config", default=os.environ.get("TITANIUM_CONFIG"))
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--camera", help="camera id")
-    which.add_argument("--camera-index", type=int, default=0, help="position in the config")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-        if args.camera:
-            camera = config.camera(args.camera)
-        else:
-            camera = config.cameras[args.camera_index]
-    except ConfigError as e:
-        print(f"titanium capture: bad config: {e}", file=sys.stderr)
-        return 2
-    except (KeyError, IndexError):
-        print(f"titanium capture: no such camera in {config.source}", file=sys.stderr)
-        return 2
+    config, camera = camera_service_args("capture", argv)
     service = Service(f"capture-{camera.id}")
     if camera.cpu is not None:
         pin_cpus([camera.cpu])

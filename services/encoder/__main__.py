@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
 import sys
 import threading
 from collections.abc import Callable
 
 import zmq
 
-from titanium.common.config import CameraConfig, ConfigError, load_config
+from titanium.common.config import CameraConfig
 from titanium.common.endpoints import Endpoints, unlink_ipc
 from titanium.common.messages import (
     BitrateHint,
@@ -23,7 +21,7 @@ from titanium.common.messages import (
     StreamDemand,
     decode,
 )
-from titanium.common.service import Service
+from titanium.common.service import Service, camera_service_args
 from titanium.services.encoder.backend import BackendFactory, EncoderSettings
 from titanium.services.encoder.loop import Encoder
 
@@ -101,24 +99,7 @@ def run_encoder(
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="titanium.services.encoder")
-    parser.add_argument("--config", default=os.environ.get("TITANIUM_CONFIG"))
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--camera", help="camera id")
-    which.add_argument("--camera-index", type=int, default=0, help="position in the config")
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-        if args.camera:
-            camera = config.camera(args.camera)
-        else:
-            camera = config.cameras[args.camera_index]
-    except ConfigError as e:
-        print(f"titanium encoder: bad config: {e}", file=sys.stderr)
-        return 2
-    except (KeyError, IndexError):
-        print(f"titanium encoder: no such camera in {config.source}", file=sys.stderr)
-        return 2
+    config, camera = camera_service_args("encoder", argv)
     service = Service(f"encoder-{camera.id}")
     run_encoder(camera, Endpoints(config.runtime_dir), service.stopping, service.started)
     return 0
