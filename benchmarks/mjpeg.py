@@ -266,7 +266,7 @@ class Stack:
                         "cameras": [
                             {"device": "testpattern", "resolution": f"{width}x{height}", "fps": FPS}
                         ],
-                        "streaming": {"default_quality": quality},
+                        "streaming": {"jpeg_quality": quality},
                     }
                 }
             )
@@ -637,7 +637,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--sizes", default="1280x720,1920x1080")
     parser.add_argument("--viewers", default="1,10")
-    parser.add_argument("--quality", default="high", help="streaming.default_quality")
+    parser.add_argument("--quality", default="high", help="streaming.jpeg_quality")
     args = parser.parse_args(argv)
     sizes = [_size(s) for s in args.sizes.split(",")]
     counts = [int(v) for v in args.viewers.split(",")]

@@ -3,17 +3,21 @@
 Shape (every key optional; the defaults below are the only place defaults live)::
 
     {"titanium": {
+        "enabled": true,
         "cameras": [{"id": "cam0", "device": "testpattern", "resolution": "1280x720",
-                     "fps": 30, "format": "auto", "codec": "h264", "bitrate": 2000,
+                     "fps": 30, "format": "auto", "codec": "h264", "bitrate": "2000k",
                      "encoder": "auto", "keyframe_interval": 2,
                      "controls": {"brightness": 128}, "cpu": null, "realtime_priority": 10,
                      "priority": "medium"}],
-        "streaming": {"default_quality": "high", "max_viewers": 10,
+        "streaming": {"default_quality": "auto", "jpeg_quality": "high", "max_viewers": 10,
                       "adaptive_bitrate": true, "print_protection": true},
         "http": {"listen": "127.0.0.1:8080"},
         "governor": {"printer_cpus": [3], "cpu_high": 60, "calm_time": 30, …},
-        "runtime_dir": "/run/titanium"}}
+        "runtime_dir": "/run/titanium"},
+     "mirage": {"titanium_streams": {"enabled": false, "signaling_port": 8443,
+                                     "stun_servers": [], "turn_servers": []}}}
 
+The specification's own example (shared/spec/config-example.json) is accepted as written.
 The governor section lives in govconfig.py (its fields and defaults are listed there).
 
 Every error names the key path (``titanium.cameras[0].fps``) and what is allowed.
@@ -33,14 +37,20 @@ from titanium.common.fields import ConfigError, Field, take_fields
 from titanium.common.govconfig import (
     PRIORITIES,
     GovernorConfig,
+    RungSpec,
     governor_to_json,
     parse_governor,
+    rung_spec,
 )
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 
-# JPEG quality used for each of the spec's quality names when Titanium encodes JPEG itself.
+# JPEG quality for each of the names `streaming.jpeg_quality` takes besides 1–100.
 QUALITY_JPEG = {"high": 85, "medium": 70, "low": 50}
+# The specification's quality profiles (the governor's ladder rungs) for
+# `streaming.default_quality`; 'auto' is the camera's own configured size and rate.
+PROFILES = ("1080p60", "1080p30", "720p30", "720p15", "480p15", "360p5")
+BITRATE_KBPS = (100, 50000)
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 V4L2_PATH = re.compile(r"^/dev/(video\d+|v4l/by-(id|path)/.+)$")
 PIXEL_FORMATS = ("auto", "MJPEG", "YUYV", "NV12", "YU12")
@@ -66,7 +76,7 @@ class CameraConfig:
     fps: int
     format: str
     codec: str
-    bitrate: int
+    bitrate: int  # kbit/s
     encoder: str
     keyframe_interval: float
     controls: Mapping[str, int]
@@ -86,14 +96,16 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class StreamingConfig:
-    default_quality: str
+    default_quality: str  # a profile from PROFILES, or 'auto'
+    jpeg_quality: int  # 1–100
     max_viewers: int
     adaptive_bitrate: bool
     print_protection: bool
 
     @property
-    def jpeg_quality(self) -> int:
-        return QUALITY_JPEG[self.default_quality]
+    def default_rung(self) -> RungSpec | None:
+        """The best rung viewers get (capped by each camera), None for the camera's own."""
+        return None if self.default_quality == "auto" else rung_spec(self.default_quality)
 
 
 @dataclass(frozen=True)
@@ -121,6 +133,14 @@ class IceServer:
 
 
 @dataclass(frozen=True)
+class MirageConfig:
+    """``mirage.titanium_streams``: remote viewing through the Mirage proxy."""
+
+    enabled: bool
+    signaling_port: int
+
+
+@dataclass(frozen=True)
 class Config:
     cameras: tuple[CameraConfig, ...]
     streaming: StreamingConfig
@@ -129,6 +149,8 @@ class Config:
     webrtc: WebrtcConfig = WebrtcConfig(())
     ice_servers: tuple[IceServer, ...] = ()
     governor: GovernorConfig = field(default_factory=lambda: parse_governor({}))
+    enabled: bool = True
+    mirage: MirageConfig = MirageConfig(False, 8443)
     source: str = field(default="defaults", compare=False)
 
     def camera(self, camera_id: str) -> CameraConfig:
@@ -175,6 +197,49 @@ def _controls(value: dict[str, Any]) -> dict[str, int]:
     return out
 
 
+BITRATE_FORMS = (
+    "kbit/s as an integer (2000) or a string with a unit: '2000k', '800kbps', '2M', '2.5M'"
+)
+_BITRATE = re.compile(r"(\d+(?:\.\d+)?)\s*(k|kbps|kbit/s|m|mbps|mbit/s)?", re.IGNORECASE)
+
+
+def _bitrate(value: int | str) -> int:
+    """kbit/s from ``2000``, ``"2000k"``, ``"800kbps"``, ``"2M"`` or ``"2.5M"``."""
+    if isinstance(value, int):
+        kbps = float(value)
+    else:
+        m = _BITRATE.fullmatch(value.strip())
+        if not m:
+            raise ValueError(BITRATE_FORMS)
+        unit = (m.group(2) or "k").lower()
+        kbps = float(m.group(1)) * (1000 if unit.startswith("m") else 1)
+    lo, hi = BITRATE_KBPS
+    if not lo <= kbps <= hi:
+        raise ValueError(f"from {lo} to {hi} kbit/s, {BITRATE_FORMS}")
+    return round(kbps)
+
+
+def _default_quality(value: str) -> str:
+    if value in QUALITY_JPEG:
+        raise ValueError(
+            f"a quality profile; the JPEG quality {value!r} moved to "
+            "titanium.streaming.jpeg_quality"
+        )
+    if value != "auto" and value not in PROFILES:
+        raise ValueError("one of " + ", ".join(repr(p) for p in ("auto", *PROFILES)))
+    return value
+
+
+def _jpeg_quality(value: int | str) -> int:
+    if isinstance(value, str):
+        if value not in QUALITY_JPEG:
+            raise ValueError("1 to 100, or 'high', 'medium' or 'low'")
+        return QUALITY_JPEG[value]
+    if not 1 <= value <= 100:
+        raise ValueError("1 to 100, or 'high', 'medium' or 'low'")
+    return value
+
+
 def _keyframe_interval(value: float) -> float:
     if not 0.2 <= value <= 60:
         raise ValueError("a number of seconds from 0.2 to 60")
@@ -210,7 +275,7 @@ CAMERA_FIELDS = (
     Field("fps", int, 30, "capture frame rate", range=(1, 120)),
     Field("format", str, "auto", "V4L2 pixel format to ask for", choices=PIXEL_FORMATS),
     Field("codec", str, "h264", "WebRTC codec (MJPEG is always served)", choices=("h264", "mjpeg")),
-    Field("bitrate", int, 2000, "H.264 bitrate in kbit/s", range=(100, 50000)),
+    Field("bitrate", (int, str), 2000, "H.264 bitrate", _bitrate),
     Field("encoder", str, "auto", "H.264 encoder backend", choices=ENCODERS),
     Field("keyframe_interval", (int, float), 2, "seconds between keyframes", _keyframe_interval),
     Field("controls", dict, {}, "V4L2 controls by name, applied at start", _controls),
@@ -219,7 +284,16 @@ CAMERA_FIELDS = (
     Field("priority", str, "medium", "what the governor protects first", choices=PRIORITIES),
 )
 STREAMING_FIELDS = (
-    Field("default_quality", str, "high", "quality step", choices=tuple(QUALITY_JPEG)),
+    Field(
+        "default_quality",
+        str,
+        "auto",
+        "the best quality profile viewers get, capped by the camera's configuration",
+        _default_quality,
+    ),
+    Field(
+        "jpeg_quality", (int, str), "high", "JPEG quality for MJPEG and snapshots", _jpeg_quality
+    ),
     Field("max_viewers", int, 10, "viewers served at once per camera", range=(1, 1000)),
     Field("adaptive_bitrate", bool, True, "follow viewers' bandwidth", None),
     Field("print_protection", bool, True, "give way to the printer", None),
@@ -269,6 +343,7 @@ def parse_config(
         ti,
         "titanium",
         (
+            Field("enabled", bool, True, "false: Titanium starts no service", None),
             Field("cameras", list, [{}], "the cameras to stream", None),
             Field("streaming", dict, {}, "viewer settings", None),
             Field("http", dict, {}, "the HTTP front door", None),
@@ -300,7 +375,7 @@ def parse_config(
     webrtc = WebrtcConfig(
         take_fields(section["webrtc"], "titanium.webrtc", WEBRTC_FIELDS)["ice_addresses"]
     )
-    ice = _ice_servers(top["mirage"])
+    mirage, ice = _mirage(top["mirage"])
     governor = parse_governor(section["governor"])
     for i, cam in enumerate(cameras):
         if cam.cpu is not None and cam.cpu in governor.printer_cpus:
@@ -310,7 +385,16 @@ def parse_config(
                 cam.cpu,
             )
     return Config(
-        tuple(cameras), streaming, HttpConfig(host, port), runtime, webrtc, ice, governor, source
+        tuple(cameras),
+        streaming,
+        HttpConfig(host, port),
+        runtime,
+        webrtc,
+        ice,
+        governor,
+        section["enabled"],
+        mirage,
+        source,
     )
 
 
@@ -334,8 +418,8 @@ TURN_FIELDS = (
 )
 
 
-def _ice_servers(mirage: dict[str, Any]) -> tuple[IceServer, ...]:
-    """ICE servers from ``mirage.titanium_streams``: none by default (a LAN needs none)."""
+def _mirage(mirage: dict[str, Any]) -> tuple[MirageConfig, tuple[IceServer, ...]]:
+    """``mirage.titanium_streams``; its ICE servers are none by default (a LAN needs none)."""
     streams = take_fields(
         mirage,
         "mirage",
@@ -345,6 +429,8 @@ def _ice_servers(mirage: dict[str, Any]) -> tuple[IceServer, ...]:
         streams,
         "mirage.titanium_streams",
         (
+            Field("enabled", bool, False, "remote viewing through the Mirage proxy", None),
+            Field("signaling_port", int, 8443, "the proxy's signalling port", range=(1, 65535)),
             Field("stun_servers", list, [], "STUN URLs", None),
             Field("turn_servers", list, [], "TURN servers {urls, username, credential}", None),
         ),
@@ -359,7 +445,7 @@ def _ice_servers(mirage: dict[str, Any]) -> tuple[IceServer, ...]:
             raise ConfigError(path, "an object with urls, username and credential")
         v = take_fields(turn, path, TURN_FIELDS)
         servers.append(IceServer(v["urls"], v["username"] or None, v["credential"] or None))
-    return tuple(servers)
+    return MirageConfig(section["enabled"], section["signaling_port"]), tuple(servers)
 
 
 def load_config(
@@ -385,6 +471,7 @@ def config_to_json(config: Config) -> dict[str, Any]:
     ``titaniumctl up`` hands every service, with defaults and ``auto`` resolved once."""
     return {
         "titanium": {
+            "enabled": config.enabled,
             "cameras": [
                 {
                     "id": c.id,
@@ -405,6 +492,7 @@ def config_to_json(config: Config) -> dict[str, Any]:
             ],
             "streaming": {
                 "default_quality": config.streaming.default_quality,
+                "jpeg_quality": config.streaming.jpeg_quality,
                 "max_viewers": config.streaming.max_viewers,
                 "adaptive_bitrate": config.streaming.adaptive_bitrate,
                 "print_protection": config.streaming.print_protection,
@@ -416,6 +504,8 @@ def config_to_json(config: Config) -> dict[str, Any]:
         },
         "mirage": {
             "titanium_streams": {
+                "enabled": config.mirage.enabled,
+                "signaling_port": config.mirage.signaling_port,
                 "stun_servers": [
                     s.urls[0]
                     for s in config.ice_servers

@@ -23,6 +23,17 @@ def _load(path: str | None) -> Config:
         sys.exit(2)
 
 
+def _disabled(config: Config) -> bool:
+    """Say so when the config turns Titanium off (``titanium.enabled: false``)."""
+    if config.enabled:
+        return False
+    click.echo(
+        f"Titanium is disabled in this config ({config.source}: titanium.enabled is false); "
+        "no service is started"
+    )
+    return True
+
+
 @click.group()
 @click.version_option(package_name="titanium")
 def main() -> None:
@@ -40,7 +51,10 @@ def up(config_path: str | None) -> None:
     """Run every Titanium service in the foreground; Ctrl-C stops them all."""
     from titanium.up import run_up
 
-    sys.exit(run_up(_load(config_path)))
+    config = _load(config_path)
+    if _disabled(config):
+        return
+    sys.exit(run_up(config))
 
 
 @main.command()
@@ -49,6 +63,8 @@ def up(config_path: str | None) -> None:
 def status(config_path: str | None, as_json: bool) -> None:
     """How each camera and service is doing (from the running front door)."""
     config = _load(config_path)
+    if _disabled(config):
+        return
     host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
     url = f"http://{host}:{config.http.port}/status"
     try:

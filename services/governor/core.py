@@ -64,7 +64,9 @@ class Governor:
         self.publish = publish
         self.clock = clock
         self.cameras = [
-            policy.CameraPolicy(c.id, c.priority, build_ladder(c, self.g.ladder))
+            policy.CameraPolicy(
+                c.id, c.priority, build_ladder(c, self.g.ladder, config.streaming.default_rung)
+            )
             for c in config.cameras
         ]
         self.ladders = {c.id: c.ladder for c in self.cameras}

@@ -1,4 +1,5 @@
-"""A camera's quality ladder: its configured size and rate on top, then the configured
+"""A camera's quality ladder: its configured size and rate on top (capped by
+``titanium.streaming.default_quality`` when that names a lower profile), then the configured
 steps (``titanium.governor.ladder``, 1080p30 → 720p30 → 720p15 → 480p15 → 360p5 by
 default) that are below it, and "paused" at the bottom.
 
@@ -75,11 +76,14 @@ def _even(x: float) -> int:
     return max(2, round(x / 2) * 2)
 
 
-def build_ladder(camera: CameraConfig, specs: Sequence[RungSpec]) -> Ladder:
+def build_ladder(
+    camera: CameraConfig, specs: Sequence[RungSpec], best: RungSpec | None = None
+) -> Ladder:
+    """``best`` (the default quality) caps the top: the camera's rung gives way to it."""
     width, height, fps = camera.resolution.width, camera.resolution.height, camera.fps
     top_bitrate = camera.bitrate * 1000
     rungs = [Rung(f"{height}p{fps}", width, height, fps, top_bitrate)]
-    for spec in specs:
+    for spec in (best, *specs) if best else specs:
         h, f = min(_even(spec.height), height), min(spec.fps, fps)
         last = rungs[-1]
         if (h, f) == (last.height, last.fps) or h > last.height or f > last.fps:
@@ -88,6 +92,8 @@ def build_ladder(camera: CameraConfig, specs: Sequence[RungSpec]) -> Ladder:
         share = (w * h * f) / (width * height * fps)
         bitrate = max(min(MIN_BITRATE, top_bitrate), int(top_bitrate * share**0.75))
         rungs.append(Rung(f"{h}p{f}", w, h, f, bitrate))
+    if best and (height > best.height or fps > best.fps):
+        rungs.pop(0)  # the camera's own rung is above the default quality
     low = rungs[-1]
     rungs.append(Rung(PAUSED, low.width, low.height, PAUSED_FPS, low.bitrate, paused=True))
     return Ladder(tuple(rungs))

@@ -68,6 +68,28 @@ def test_ladders_derive_from_the_camera() -> None:
     assert bitrates == sorted(bitrates, reverse=True) and 100_000 <= bitrates[-1] < 110_000
 
 
+def test_default_quality_caps_the_top_of_the_ladder() -> None:
+    """`streaming.default_quality` is the best rung viewers get, capped by the camera."""
+    cfg = parse_config({"titanium": {"cameras": [{"resolution": "1920x1080", "fps": 30}]}})
+    cam = cfg.cameras[0]
+    spec = parse_config({"titanium": {"streaming": {"default_quality": "720p30"}}})
+    capped = build_ladder(cam, G.ladder, spec.streaming.default_rung)
+    assert capped.labels == ["720p30", "720p15", "480p15", "360p5", "paused"]
+    assert (capped.rungs[0].width, capped.rungs[0].height) == (1280, 720)
+    assert capped.rungs[0].bitrate < cam.bitrate * 1000
+    # Above the camera: the camera's own size and rate stay on top.
+    hd60 = parse_config({"titanium": {"streaming": {"default_quality": "1080p60"}}})
+    assert build_ladder(cam, G.ladder, hd60.streaming.default_rung).labels == camera().ladder.labels
+    # A lower frame rate at the camera's own size.
+    low = parse_config({"titanium": {"streaming": {"default_quality": "720p15"}}})
+    small = parse_config({"titanium": {"cameras": [{"resolution": "1280x720"}]}}).cameras[0]
+    assert build_ladder(small, G.ladder, low.streaming.default_rung).labels[:2] == [
+        "720p15",
+        "480p15",
+    ]
+    assert cfg.streaming.default_rung is None
+
+
 def test_cpu_over_the_limit_while_printing_steps_down_one_rung_per_interval() -> None:
     run = Run()
     assert run.at(0, cpu=90).cameras["cam0"].index == 0  # not yet: it must last 3 s
