@@ -33,7 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from titanium.common.fields import ConfigError, Field, take_fields
+from titanium.common.address import Address, parse_address
+from titanium.common.fields import ConfigError, Field, dump_fields, take_fields
 from titanium.common.govconfig import (
     PRIORITIES,
     GovernorConfig,
@@ -110,12 +111,7 @@ class StreamingConfig:
 
 @dataclass(frozen=True)
 class HttpConfig:
-    host: str
-    port: int
-
-    @property
-    def listen(self) -> str:
-        return f"{self.host}:{self.port}"
+    listen: Address
 
 
 @dataclass(frozen=True)
@@ -138,20 +134,28 @@ class MirageConfig:
 
     enabled: bool
     signaling_port: int
+    stun_servers: tuple[str, ...]
+    turn_servers: tuple[IceServer, ...]
 
 
 @dataclass(frozen=True)
 class Config:
+    enabled: bool
     cameras: tuple[CameraConfig, ...]
     streaming: StreamingConfig
     http: HttpConfig
+    webrtc: WebrtcConfig
+    governor: GovernorConfig
     runtime_dir: Path
-    webrtc: WebrtcConfig = WebrtcConfig(())
-    ice_servers: tuple[IceServer, ...] = ()
-    governor: GovernorConfig = field(default_factory=lambda: parse_governor({}))
-    enabled: bool = True
-    mirage: MirageConfig = MirageConfig(False, 8443)
+    mirage: MirageConfig
     source: str = field(default="defaults", compare=False)
+
+    @property
+    def ice_servers(self) -> tuple[IceServer, ...]:
+        """STUN and TURN servers for WebRTC peers (ours and the viewers'): none by default,
+        since a LAN needs none."""
+        stun = tuple(IceServer((url,)) for url in self.mirage.stun_servers)
+        return stun + self.mirage.turn_servers
 
     def camera(self, camera_id: str) -> CameraConfig:
         for cam in self.cameras:
@@ -252,13 +256,6 @@ def _cpu(value: int | None) -> int | None:
     return value
 
 
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ValueError("HOST:PORT, for example 127.0.0.1:8080 or 0.0.0.0:8080")
-    return host.strip("[]"), int(port)
-
-
 def default_runtime_dir() -> Path:
     if os.geteuid() == 0:
         return Path("/run/titanium")
@@ -315,87 +312,7 @@ WEBRTC_FIELDS = (
         _addresses,
     ),
 )
-HTTP_FIELDS = (Field("listen", str, "127.0.0.1:8080", "HTTP front door address", _listen),)
-
-
-def parse_config(
-    raw: Any,
-    source: str = "<config>",
-    find_camera: Callable[[], str | None] | None = None,
-) -> Config:
-    """Validate a decoded JSON document into a :class:`Config`, or raise ConfigError.
-
-    ``device: "auto"`` becomes the first V4L2 camera that ``find_camera`` returns, else the
-    test pattern; with no cameras at all, one automatic camera is configured.
-    """
-    if not isinstance(raw, dict):
-        raise ConfigError("", "a JSON object with a 'titanium' key")
-    top = take_fields(
-        raw,
-        "",
-        (
-            Field("titanium", dict, {}, "Titanium's settings", None),
-            Field("mirage", dict, {}, "remote viewing through the Mirage proxy", None),
-        ),
-    )
-    ti = top["titanium"]
-    section = take_fields(
-        ti,
-        "titanium",
-        (
-            Field("enabled", bool, True, "false: Titanium starts no service", None),
-            Field("cameras", list, [{}], "the cameras to stream", None),
-            Field("streaming", dict, {}, "viewer settings", None),
-            Field("http", dict, {}, "the HTTP front door", None),
-            Field("webrtc", dict, {}, "WebRTC peers", None),
-            Field("governor", dict, {}, "print protection and the control socket", None),
-            Field("runtime_dir", str, "", "folder for sockets and shared-memory names", None),
-        ),
-    )
-    raw_cams = section["cameras"] or [{}]
-    cameras: list[CameraConfig] = []
-    for i, cam in enumerate(raw_cams):
-        path = f"titanium.cameras[{i}]"
-        if not isinstance(cam, dict):
-            raise ConfigError(path, "an object")
-        values = take_fields(cam, path, CAMERA_FIELDS)
-        if len(raw_cams) > 1 and "id" not in cam:
-            values["id"] = f"cam{i}"
-        if values["device"] == "auto":
-            found = find_camera() if find_camera else None
-            values["device"] = found or "testpattern"
-        if any(c.id == values["id"] for c in cameras):
-            raise ConfigError(f"{path}.id", f"unique camera ids; {values['id']!r} is used twice")
-        cameras.append(CameraConfig(**values))
-    streaming = StreamingConfig(
-        **take_fields(section["streaming"], "titanium.streaming", STREAMING_FIELDS)
-    )
-    host, port = take_fields(section["http"], "titanium.http", HTTP_FIELDS)["listen"]
-    runtime = Path(section["runtime_dir"]) if section["runtime_dir"] else default_runtime_dir()
-    webrtc = WebrtcConfig(
-        take_fields(section["webrtc"], "titanium.webrtc", WEBRTC_FIELDS)["ice_addresses"]
-    )
-    mirage, ice = _mirage(top["mirage"])
-    governor = parse_governor(section["governor"])
-    for i, cam in enumerate(cameras):
-        if cam.cpu is not None and cam.cpu in governor.printer_cpus:
-            raise ConfigError(
-                f"titanium.cameras[{i}].cpu",
-                f"a CPU not in titanium.governor.printer_cpus {list(governor.printer_cpus)}",
-                cam.cpu,
-            )
-    return Config(
-        tuple(cameras),
-        streaming,
-        HttpConfig(host, port),
-        runtime,
-        webrtc,
-        ice,
-        governor,
-        section["enabled"],
-        mirage,
-        source,
-    )
+HTTP_FIELDS = (Field("listen", str, "127.0.0.1:8080", "HTTP front door address", parse_address),)
 
 
 def _stun_url(value: str) -> str:
@@ -413,39 +330,126 @@ def _turn_urls(value: str | list[str]) -> tuple[str, ...]:
 
 TURN_FIELDS = (
     Field("urls", (str, list), None, "TURN server URL(s)", _turn_urls),
-    Field("username", str, "", "TURN user name", None),
-    Field("credential", str, "", "TURN password", None),
+    Field("username", str, "", "TURN user name", None, dump=lambda v: v or ""),
+    Field("credential", str, "", "TURN password", None, dump=lambda v: v or ""),
 )
 
 
-def _mirage(mirage: dict[str, Any]) -> tuple[MirageConfig, tuple[IceServer, ...]]:
-    """``mirage.titanium_streams``; its ICE servers are none by default (a LAN needs none)."""
-    streams = take_fields(
-        mirage,
-        "mirage",
-        (Field("titanium_streams", dict, {}, "stream settings for remote viewers", None),),
-    )["titanium_streams"]
-    section = take_fields(
-        streams,
-        "mirage.titanium_streams",
-        (
-            Field("enabled", bool, False, "remote viewing through the Mirage proxy", None),
-            Field("signaling_port", int, 8443, "the proxy's signalling port", range=(1, 65535)),
-            Field("stun_servers", list, [], "STUN URLs", None),
-            Field("turn_servers", list, [], "TURN servers {urls, username, credential}", None),
-        ),
+def _stun_servers(value: list[Any]) -> tuple[str, ...]:
+    stun = Field("url", str, None, "STUN URL", _stun_url)
+    return tuple(
+        stun.check(url, f"mirage.titanium_streams.stun_servers[{i}]") for i, url in enumerate(value)
     )
+
+
+def _turn_servers(value: list[Any]) -> tuple[IceServer, ...]:
     servers: list[IceServer] = []
-    for i, url in enumerate(section["stun_servers"]):
-        stun = Field("url", str, None, "STUN URL", _stun_url)
-        servers.append(IceServer((stun.check(url, f"mirage.titanium_streams.stun_servers[{i}]"),)))
-    for i, turn in enumerate(section["turn_servers"]):
+    for i, turn in enumerate(value):
         path = f"mirage.titanium_streams.turn_servers[{i}]"
         if not isinstance(turn, dict) or "urls" not in turn:
             raise ConfigError(path, "an object with urls, username and credential")
         v = take_fields(turn, path, TURN_FIELDS)
         servers.append(IceServer(v["urls"], v["username"] or None, v["credential"] or None))
-    return MirageConfig(section["enabled"], section["signaling_port"]), tuple(servers)
+    return tuple(servers)
+
+
+MIRAGE_FIELDS = (
+    Field("enabled", bool, False, "remote viewing through the Mirage proxy", None),
+    Field("signaling_port", int, 8443, "the proxy's signalling port", range=(1, 65535)),
+    Field("stun_servers", list, [], "STUN URLs", _stun_servers),
+    Field(
+        "turn_servers",
+        list,
+        [],
+        "TURN servers {urls, username, credential}",
+        _turn_servers,
+        dump=lambda servers: [dump_fields(s, TURN_FIELDS) for s in servers],
+    ),
+)
+STREAMS = Field("titanium_streams", dict, {}, "stream settings for remote viewers", None)
+TITANIUM_FIELDS = (
+    Field("enabled", bool, True, "false: Titanium starts no service", None),
+    Field("cameras", list, [{}], "the cameras to stream", None),
+    Field("streaming", dict, {}, "viewer settings", None),
+    Field("http", dict, {}, "the HTTP front door", None),
+    Field("webrtc", dict, {}, "WebRTC peers", None),
+    Field("governor", dict, {}, "print protection and the control socket", None),
+    Field("runtime_dir", str, "", "folder for sockets and shared-memory names", None),
+)
+TOP_FIELDS = (
+    Field("titanium", dict, {}, "Titanium's settings", None),
+    Field("mirage", dict, {}, "remote viewing through the Mirage proxy", None),
+)
+
+
+def _cameras(
+    raw_cams: list[Any], find_camera: Callable[[], str | None] | None
+) -> tuple[CameraConfig, ...]:
+    raw_cams = raw_cams or [{}]
+    cameras: list[CameraConfig] = []
+    for i, cam in enumerate(raw_cams):
+        path = f"titanium.cameras[{i}]"
+        if not isinstance(cam, dict):
+            raise ConfigError(path, "an object")
+        values = take_fields(cam, path, CAMERA_FIELDS)
+        if len(raw_cams) > 1 and "id" not in cam:
+            values["id"] = f"cam{i}"
+        if values["device"] == "auto":
+            values["device"] = _find_camera(find_camera) or "testpattern"
+        if any(c.id == values["id"] for c in cameras):
+            raise ConfigError(f"{path}.id", f"unique camera ids; {values['id']!r} is used twice")
+        cameras.append(CameraConfig(**values))
+    return tuple(cameras)
+
+
+def _find_camera(find_camera: Callable[[], str | None] | None) -> str | None:
+    if find_camera is None:  # imported here: linuxpy only where a device is 'auto'
+        from titanium.common.discover import find_first_camera
+
+        find_camera = find_first_camera
+    return find_camera()
+
+
+def parse_config(
+    raw: Any,
+    source: str = "<config>",
+    find_camera: Callable[[], str | None] | None = None,
+) -> Config:
+    """Validate a decoded JSON document into a :class:`Config`, or raise ConfigError.
+
+    ``device: "auto"`` becomes the first V4L2 camera that ``find_camera`` returns (by default
+    the first camera on this machine), else the test pattern; with no cameras at all, one
+    automatic camera is configured. Whoever parses a config resolves it the same way.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError("", "a JSON object with a 'titanium' key")
+    top = take_fields(raw, "", TOP_FIELDS)
+    section = take_fields(top["titanium"], "titanium", TITANIUM_FIELDS)
+    cameras = _cameras(section["cameras"], find_camera)
+    governor = parse_governor(section["governor"])
+    for i, cam in enumerate(cameras):
+        if cam.cpu is not None and cam.cpu in governor.printer_cpus:
+            raise ConfigError(
+                f"titanium.cameras[{i}].cpu",
+                f"a CPU not in titanium.governor.printer_cpus {list(governor.printer_cpus)}",
+                cam.cpu,
+            )
+    streams = take_fields(top["mirage"], "mirage", (STREAMS,))["titanium_streams"]
+    return Config(
+        enabled=section["enabled"],
+        cameras=cameras,
+        streaming=StreamingConfig(
+            **take_fields(section["streaming"], "titanium.streaming", STREAMING_FIELDS)
+        ),
+        http=HttpConfig(**take_fields(section["http"], "titanium.http", HTTP_FIELDS)),
+        webrtc=WebrtcConfig(**take_fields(section["webrtc"], "titanium.webrtc", WEBRTC_FIELDS)),
+        governor=governor,
+        runtime_dir=(
+            Path(section["runtime_dir"]) if section["runtime_dir"] else default_runtime_dir()
+        ),
+        mirage=MirageConfig(**take_fields(streams, "mirage.titanium_streams", MIRAGE_FIELDS)),
+        source=source,
+    )
 
 
 def load_config(
@@ -472,54 +476,12 @@ def config_to_json(config: Config) -> dict[str, Any]:
     return {
         "titanium": {
             "enabled": config.enabled,
-            "cameras": [
-                {
-                    "id": c.id,
-                    "device": c.device,
-                    "resolution": str(c.resolution),
-                    "fps": c.fps,
-                    "format": c.format,
-                    "codec": c.codec,
-                    "bitrate": c.bitrate,
-                    "encoder": c.encoder,
-                    "keyframe_interval": c.keyframe_interval,
-                    "controls": dict(c.controls),
-                    "cpu": c.cpu,
-                    "realtime_priority": c.realtime_priority,
-                    "priority": c.priority,
-                }
-                for c in config.cameras
-            ],
-            "streaming": {
-                "default_quality": config.streaming.default_quality,
-                "jpeg_quality": config.streaming.jpeg_quality,
-                "max_viewers": config.streaming.max_viewers,
-                "adaptive_bitrate": config.streaming.adaptive_bitrate,
-                "print_protection": config.streaming.print_protection,
-            },
-            "http": {"listen": config.http.listen},
-            "webrtc": {"ice_addresses": list(config.webrtc.ice_addresses)},
+            "cameras": [dump_fields(c, CAMERA_FIELDS) for c in config.cameras],
+            "streaming": dump_fields(config.streaming, STREAMING_FIELDS),
+            "http": dump_fields(config.http, HTTP_FIELDS),
+            "webrtc": dump_fields(config.webrtc, WEBRTC_FIELDS),
             "governor": governor_to_json(config.governor),
             "runtime_dir": str(config.runtime_dir),
         },
-        "mirage": {
-            "titanium_streams": {
-                "enabled": config.mirage.enabled,
-                "signaling_port": config.mirage.signaling_port,
-                "stun_servers": [
-                    s.urls[0]
-                    for s in config.ice_servers
-                    if s.username is None and s.urls[0].startswith("stun")
-                ],
-                "turn_servers": [
-                    {
-                        "urls": list(s.urls),
-                        "username": s.username or "",
-                        "credential": s.credential or "",
-                    }
-                    for s in config.ice_servers
-                    if not (s.username is None and s.urls[0].startswith("stun"))
-                ],
-            }
-        },
+        "mirage": {"titanium_streams": dump_fields(config.mirage, MIRAGE_FIELDS)},
     }

@@ -1,10 +1,11 @@
 """The small declarative validator behind config.py: a field has a type, a default, a
-one-line description and either a range, a set of choices or a converter."""
+one-line description and either a range, a set of choices or a converter; and the way back,
+:func:`dump_fields`, so that the JSON form of a section is derived from the same fields."""
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +29,8 @@ class Field:
     convert: Callable[[Any], Any] | None = None
     range: tuple[int, int] | None = None
     choices: Sequence[str] | None = None
+    # The value as the config file writes it, when that is not what to_json() makes of it.
+    dump: Callable[[Any], Any] | None = None
 
     def describe(self) -> str:
         if self.range is not None:
@@ -58,6 +61,8 @@ class Field:
         if self.convert is not None:
             try:
                 return self.convert(value)
+            except ConfigError:
+                raise  # a nested value's error already names its own path
             except ValueError as e:
                 raise ConfigError(path, f"{e} ({self.help})", value) from None
         return value
@@ -83,3 +88,21 @@ def take_fields(obj: dict[str, Any], path: str, fields: Sequence[Field]) -> dict
         value = obj[f.name] if f.name in obj else copy.deepcopy(f.default)
         out[f.name] = f.check(value, where)
     return out
+
+
+def to_json(value: Any) -> Any:
+    """A parsed value in its config-file form: scalars as they are, sequences as lists,
+    mappings as objects, anything else (Resolution, RungSpec, Address) as its ``str``."""
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, Mapping):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return str(value)
+
+
+def dump_fields(obj: object, fields: Sequence[Field]) -> dict[str, Any]:
+    """The section ``take_fields`` reads back to ``obj``: each field's attribute of the
+    same name, in its config-file form."""
+    return {f.name: (f.dump or to_json)(getattr(obj, f.name)) for f in fields}

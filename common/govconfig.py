@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from titanium.common.fields import ConfigError, Field, take_fields
+from titanium.common.address import Address, parse_address
+from titanium.common.fields import ConfigError, Field, dump_fields, take_fields
 
 PRIORITIES = ("high", "medium", "low")  # lowest last: the order viewers are shed in reverse
 RUNG = re.compile(r"^(\d{2,4})p(\d{1,3})$")
@@ -60,7 +61,7 @@ class GovernorConfig:
     throttled_path: str
     vcgencmd: str
     proc_dir: str
-    control_tcp: str
+    control_tcp: Address | None  # None: the control socket is ipc only
     moonraker: MoonrakerConfig
 
 
@@ -96,13 +97,13 @@ def _cpus(value: list[Any]) -> tuple[int, ...]:
     return tuple(sorted(set(value)))
 
 
-def _listen_or_empty(value: str) -> str:
+def _listen_or_empty(value: str) -> Address | None:
     if value == "":
-        return value
-    host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65534:
-        raise ValueError("'' (ipc only) or HOST:PORT; events go out on PORT+1")
-    return value
+        return None
+    try:
+        return parse_address(value, 1, 65534)
+    except ValueError as e:
+        raise ValueError(f"'' (ipc only) or {e}; events go out on PORT+1") from None
 
 
 def _url_or_empty(value: str) -> str:
@@ -113,6 +114,11 @@ def _url_or_empty(value: str) -> str:
 
 SECONDS = _number(0.05, 3600, "seconds")
 CELSIUS = _number(20, 150, "°C")
+MOONRAKER_FIELDS = (
+    Field("url", str, "", "Moonraker's URL, '' = not polled", _url_or_empty),
+    Field("interval", (int, float), 2.0, "seconds between polls", SECONDS),
+    Field("timeout", (int, float), 1.0, "seconds to wait for an answer", SECONDS),
+)
 GOVERNOR_FIELDS = (
     Field("sample_interval", (int, float), 1.0, "seconds between samples", SECONDS),
     Field("cpu_high", int, 60, "printing and CPU % above this: step down", range=(1, 100)),
@@ -146,13 +152,22 @@ GOVERNOR_FIELDS = (
     ),
     Field("vcgencmd", str, "vcgencmd", "command asked when throttled_path is missing", None),
     Field("proc_dir", str, "/proc", "procfs to read CPU and memory from", None),
-    Field("control_tcp", str, "", "HOST:PORT of the control socket over TCP", _listen_or_empty),
-    Field("moonraker", dict, {}, "Moonraker to read the print state from", None),
-)
-MOONRAKER_FIELDS = (
-    Field("url", str, "", "Moonraker's URL, '' = not polled", _url_or_empty),
-    Field("interval", (int, float), 2.0, "seconds between polls", SECONDS),
-    Field("timeout", (int, float), 1.0, "seconds to wait for an answer", SECONDS),
+    Field(
+        "control_tcp",
+        str,
+        "",
+        "HOST:PORT of the control socket over TCP",
+        _listen_or_empty,
+        dump=lambda a: str(a or ""),
+    ),
+    Field(
+        "moonraker",
+        dict,
+        {},
+        "Moonraker to read the print state from",
+        None,
+        dump=lambda m: dump_fields(m, MOONRAKER_FIELDS),
+    ),
 )
 
 
@@ -179,31 +194,4 @@ def parse_governor(raw: Any, path: str = "titanium.governor") -> GovernorConfig:
 
 def governor_to_json(g: GovernorConfig) -> dict[str, Any]:
     """The section as parse_governor reads it back."""
-    return {
-        "sample_interval": g.sample_interval,
-        "cpu_high": g.cpu_high,
-        "cpu_low": g.cpu_low,
-        "step_down_after": g.step_down_after,
-        "calm_time": g.calm_time,
-        "temp_limit": g.temp_limit,
-        "temp_resume": g.temp_resume,
-        "memory_low_mb": g.memory_low_mb,
-        "memory_reserve_mb": g.memory_reserve_mb,
-        "titanium_memory_mb": g.titanium_memory_mb,
-        "first_layer_quality": str(g.first_layer_quality),
-        "ladder": [str(r) for r in g.ladder],
-        "printer_cpus": list(g.printer_cpus),
-        "nice": g.nice,
-        "ionice": g.ionice,
-        "thermal_dir": g.thermal_dir,
-        "psutil_sensors": g.psutil_sensors,
-        "throttled_path": g.throttled_path,
-        "vcgencmd": g.vcgencmd,
-        "proc_dir": g.proc_dir,
-        "control_tcp": g.control_tcp,
-        "moonraker": {
-            "url": g.moonraker.url,
-            "interval": g.moonraker.interval,
-            "timeout": g.moonraker.timeout,
-        },
-    }
+    return dump_fields(g, GOVERNOR_FIELDS)

@@ -14,10 +14,8 @@ from titanium.common.config import Config, ConfigError, config_to_json, load_con
 
 
 def _load(path: str | None) -> Config:
-    from titanium.services.capture.discover import find_first_camera
-
     try:
-        return load_config(path, find_camera=find_first_camera)
+        return load_config(path)
     except ConfigError as e:
         click.echo(f"titaniumctl: bad config: {e}", err=True)
         sys.exit(2)
@@ -65,8 +63,7 @@ def status(config_path: str | None, as_json: bool) -> None:
     config = _load(config_path)
     if _disabled(config):
         return
-    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::", "") else config.http.host
-    url = f"http://{host}:{config.http.port}/status"
+    url = config.http.listen.local().http_url("/status")
     try:
         with urllib.request.urlopen(url, timeout=3) as res:
             doc: dict[str, Any] = json.load(res)
@@ -115,7 +112,7 @@ def config_show(path: str | None) -> None:
 @main.command()
 def cameras() -> None:
     """List the V4L2 cameras on this machine."""
-    from titanium.services.capture.discover import list_cameras
+    from titanium.common.discover import list_cameras
 
     found = list_cameras()
     if not found:

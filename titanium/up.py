@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from titanium.common.address import Address
 from titanium.common.config import Config, config_to_json
 from titanium.common.endpoints import Endpoints
 from titanium.common.ring import SHM_DIR
@@ -39,22 +40,21 @@ def _port_free(host: str, port: int) -> str | None:
 
 
 def _urls(config: Config) -> list[str]:
-    host, port = config.http.host, config.http.port
-    if host not in ("0.0.0.0", "::"):
-        return [f"http://{host}:{port}/"]
-    urls = [f"http://127.0.0.1:{port}/"]
+    listen = config.http.listen
+    urls = [listen.local().http_url()]
+    if not listen.wildcard:
+        return urls
     try:
         out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=2)
-        urls += [f"http://{a}:{port}/" for a in out.stdout.split() if ":" not in a]
+        urls += [Address(a, listen.port).http_url() for a in out.stdout.split() if ":" not in a]
     except (OSError, subprocess.SubprocessError):
         pass
     return urls
 
 
 def _status(config: Config) -> dict[str, Any] | None:
-    host = "127.0.0.1" if config.http.host in ("0.0.0.0", "::") else config.http.host
     try:
-        with urllib.request.urlopen(f"http://{host}:{config.http.port}/status", timeout=1) as r:
+        with urllib.request.urlopen(config.http.listen.local().http_url("/status"), timeout=1) as r:
             doc: dict[str, Any] = json.load(r)
             return doc
     except (OSError, ValueError):
@@ -102,7 +102,7 @@ def run_up(config: Config) -> int:
         config.runtime_dir.chmod(0o700)
     except OSError as e:
         click.echo(f"titaniumctl: cannot make {config.runtime_dir} private: {e.strerror}", err=True)
-    busy = _port_free(config.http.host, config.http.port)
+    busy = _port_free(config.http.listen.host, config.http.listen.port)
     if busy:
         click.echo(
             f"titaniumctl: cannot listen on {config.http.listen}: {busy} "

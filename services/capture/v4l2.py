@@ -32,7 +32,7 @@ from linuxpy.video.device import (
     human_pixel_format,
 )
 
-from titanium.services.capture.discover import node_caps
+from titanium.common.discover import node_caps
 from titanium.services.capture.source import (
     CapturedFrame,
     SourceConfigError,

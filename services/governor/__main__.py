@@ -60,12 +60,6 @@ def _bind_private(sock: zmq.Socket[Any], endpoint: str) -> None:
         path.chmod(0o600)
 
 
-def _tcp(listen: str) -> tuple[str, str]:
-    host, _, port = listen.rpartition(":")
-    host = f"[{host.strip('[]')}]" if ":" in host.strip("[]") else host
-    return f"tcp://{host}:{port}", f"tcp://{host}:{int(port) + 1}"
-
-
 async def run(config: Config, service: Service) -> None:
     g = config.governor
     endpoints = Endpoints(config.runtime_dir)
@@ -79,7 +73,7 @@ async def run(config: Config, service: Service) -> None:
     _bind_private(pub, endpoints.governor_pub())
     _bind_private(rpc, endpoints.governor_rpc())
     if g.control_tcp:
-        rpc_tcp, pub_tcp = _tcp(g.control_tcp)
+        rpc_tcp, pub_tcp = g.control_tcp.zmq(), g.control_tcp.zmq(1)
         rpc.bind(rpc_tcp)
         pub.bind(pub_tcp)
         log.warning("control socket also on %s (events on %s): no authentication", rpc_tcp, pub_tcp)

@@ -23,9 +23,10 @@ async def serve(config: Config, service: Service) -> None:
     app = make_app(config, ctx, service.started)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    site = web.TCPSite(runner, config.http.host, config.http.port, reuse_address=True)
+    listen = config.http.listen
+    site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
     await site.start()
-    log.info("serving on http://%s/", config.http.listen)
+    log.info("serving on %s", listen.http_url())
     try:
         await asyncio.Event().wait()
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from tests.hw.conftest import DEVICE
 from titanium.common.config import parse_config
-from titanium.services.capture.discover import find_first_camera, list_cameras
+from titanium.common.discover import find_first_camera, list_cameras
 
 
 def test_vivid_is_listed_and_picked_for_device_auto() -> None:

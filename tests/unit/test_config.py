@@ -25,7 +25,7 @@ def test_no_config_is_one_camera_on_the_test_pattern_at_720p30() -> None:
     cfg = load_config(None, find_camera=lambda: None)
     (cam,) = cfg.cameras
     assert (cam.device, str(cam.resolution), cam.fps) == ("testpattern", "1280x720", 30)
-    assert cfg.http.listen == "127.0.0.1:8080"
+    assert str(cfg.http.listen) == "127.0.0.1:8080"
 
 
 def test_auto_device_takes_the_first_camera_found() -> None:
@@ -71,6 +71,23 @@ def test_errors_name_the_key_path_and_what_is_allowed(raw: object, path: str, hi
     assert e.path == path
     assert hint in str(e)
     assert str(e).startswith(path + ":")
+
+
+@pytest.mark.parametrize(
+    ("listen", "url"),
+    [
+        ("[::1]:8080", "http://[::1]:8080/"),
+        ("::1:8080", "http://[::1]:8080/"),
+        ("0.0.0.0:8081", "http://127.0.0.1:8081/"),
+        ("[::]:8082", "http://127.0.0.1:8082/"),
+        ("192.0.2.7:80", "http://192.0.2.7:80/"),
+    ],
+)
+def test_listen_addresses_print_as_valid_urls(listen: str, url: str) -> None:
+    """Pins: `[::1]:8080` was printed as `http://::1:8080/`, an invalid URL."""
+    cfg = parse_config({"titanium": {"http": {"listen": listen}}})
+    assert cfg.http.listen.local().http_url() == url
+    assert parse_config(json.loads(json.dumps(config_to_json(cfg)))) == cfg
 
 
 def test_bad_json_names_line_and_column(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from linuxpy.video.device import Capability, Device
 
-log = logging.getLogger("titanium.capture.discover")
+log = logging.getLogger("titanium.discover")
 
 BY_ID = Path("/dev/v4l/by-id")
 
