@@ -19,25 +19,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.procstats import STAT_FIELDS, Proc, cpu_model, machine_ticks
+from tests.stack import TITANIUMCTL, Stack
 
-READY_TIMEOUT = 60.0
 FIFO_PRIORITY = 50
 
 
@@ -116,61 +112,17 @@ def _mjpeg_viewer(port: int, seconds: float, cpus: set[int], out: Any) -> None:
         out.put(("mjpeg-error", str(e), 0, 0))
 
 
-class Stack:
+def start_stack(tmp: Path, size: str, protect: bool, printer_cpu: int) -> Stack:
     """``titaniumctl up`` on the test pattern, print state "printing"."""
-
-    def __init__(self, tmp: Path, size: str, protect: bool, printer_cpu: int) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.config = tmp / "titanium.json"
-        doc = {
-            "titanium": {
-                "cameras": [{"device": "testpattern", "resolution": size, "fps": 30}],
-                "runtime_dir": str(tmp / "run"),
-                "http": {"listen": f"127.0.0.1:{self.port}"},
-                "webrtc": {"ice_addresses": ["127.0.0.1"]},
-                "streaming": {"print_protection": protect, "max_viewers": 20},
-                "governor": {"printer_cpus": [printer_cpu]},
-            }
-        }
-        self.config.write_text(json.dumps(doc))
-        ctl = Path(sys.executable).parent / "titaniumctl"
-        self.proc = subprocess.Popen(
-            [str(ctl), "up", "--config", str(self.config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            try:
-                services = self.status()["services"]
-                if all(s["state"] == "running" for s in services.values()):
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        else:
-            self.stop()
-            raise RuntimeError("the stack did not come up")
-        ctl_cmd = [str(ctl), "print-state", "printing", "--layer", "5", "--config"]
-        subprocess.run([*ctl_cmd, str(self.config)], check=True, capture_output=True)
-
-    def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(self.base + "/status", timeout=3) as r:
-            doc: dict[str, Any] = json.load(r)
-            return doc
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+    stack = Stack(
+        tmp,
+        [{"device": "testpattern", "resolution": size, "fps": 30}],
+        streaming={"print_protection": protect, "max_viewers": 20},
+        governor={"printer_cpus": [printer_cpu]},
+    )
+    ctl_cmd = [TITANIUMCTL, "print-state", "printing", "--layer", "5", "--config"]
+    subprocess.run([*ctl_cmd, str(stack.config_path)], check=True, capture_output=True)
+    return stack
 
 
 def cpu_ticks(cpu: int) -> dict[str, int]:
@@ -214,7 +166,7 @@ def scenario(
     stack = viewers = None
     out: Any = None
     if protect is not None:
-        stack = Stack(tmp, args.size, protect, args.printer_cpu)
+        stack = start_stack(tmp, args.size, protect, args.printer_cpu)
         if governor_window:
             row["governor_idle"] = governor_cpu(stack, governor_window)
         ctx = mp.get_context("spawn")

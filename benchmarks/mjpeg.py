@@ -17,336 +17,39 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import multiprocessing as mp
 import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
-from typing import Any
 
+from benchmarks.jpeg_floor import Floor, measure_floor
+from benchmarks.measured import Measured
+from benchmarks.mjpeg_viewer import ViewerResult, viewer
 from benchmarks.procstats import (
     CLK_TCK,
     Proc,
     ProcessGone,
     all_cpu,
     cpu_model,
-    descendants,
-    find_services,
     machine_ticks,
     pss_parts,
 )
+from tests.stack import Stack
 
 FPS = 30
-READY_TIMEOUT = 60.0  # titaniumctl gives up after 30 s itself
-STOP_TIMEOUT = 45.0  # services get 10 s each from supervisord
 CONNECT_TIMEOUT = 30.0  # ten spawned viewers on two busy cores take a few seconds
-TICK_TIMEOUT = 3.0  # capture publishes its status once a second
 FLOOR_FACTOR, PER_VIEWER_FRAME_MS = 1.2, 0.1
 PSS_TARGET_MB, P50_TARGET_MS = 80.0, 50.0
 MB = 1e6  # PSS figures in MB, not MiB: the stricter reading of the target
-READY_LINE = b"Titanium is streaming."
-
-
-# --- the viewer client (runs in its own process) ------------------------------------------
-
-
-@dataclass
-class ViewerResult:
-    index: int
-    frames: int = 0  # parts received inside the measured window
-    bytes: int = 0  # their JPEG bytes
-    parts: int = 0  # parts received in all
-    bad_parts: int = 0  # parts that do not start like a JPEG
-    latencies_ms: list[float] = field(default_factory=list)
-    unreadable: int = 0  # decoded frames without a valid timecode
-    stamp_skew_ms: float = 0.0  # largest |timecode - X-Timestamp|, a check of the reader
-    error: str = ""
-
-
-class _Stop(Exception):
-    """The measured window is over."""
-
-
-class _Parts:
-    """Reads a multipart body off a socket with as little Python per byte as possible."""
-
-    def __init__(self, sock: socket.socket, stop: Callable[[], bool]) -> None:
-        self.sock, self.stop = sock, stop
-        self.buf = bytearray()
-        self.pos = 0
-
-    def _fill(self) -> None:
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 18)
-                break
-            except TimeoutError:
-                if self.stop():
-                    raise _Stop from None
-        if not chunk:
-            raise ConnectionError("the server closed the stream")
-        if self.pos > 1 << 20:
-            del self.buf[: self.pos]
-            self.pos = 0
-        self.buf += chunk
-
-    def until(self, delim: bytes) -> bytes:
-        skip = 0  # relative to pos, which a compaction in _fill moves
-        while (i := self.buf.find(delim, self.pos + skip)) < 0:
-            skip = max(0, len(self.buf) - self.pos - len(delim) + 1)
-            self._fill()
-        out = bytes(self.buf[self.pos : i])
-        self.pos = i + len(delim)
-        return out
-
-    def take(self, n: int, keep: bool) -> bytes:
-        """The next ``n`` bytes, or only their first two when not ``keep``."""
-        while len(self.buf) - self.pos < n:
-            self._fill()
-        out = bytes(self.buf[self.pos : self.pos + (n if keep else 2)])
-        self.pos += n
-        return out
-
-
-def _headers(block: bytes) -> dict[str, str]:
-    out = {}
-    for line in block.decode("latin-1").split("\r\n"):
-        name, sep, value = line.partition(":")
-        if sep:
-            out[name.strip().lower()] = value.strip()
-    return out
-
-
-def viewer(
-    index: int, port: int, window: Any, deadline: float, decode: bool, conn: Connection
-) -> None:
-    """Read /stream until the window closes; ``window`` holds its monotonic [start, end]
-    (0 while unset). Only the decoding viewer pays for a JPEG decode per frame."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the benchmark ends us, not Ctrl-C
-    result = ViewerResult(index)
-
-    def stop() -> bool:
-        now = time.monotonic()
-        if now > deadline:
-            raise TimeoutError("the window never closed")
-        return bool(window[1]) and now >= window[1]
-
-    read_timecode: Callable[[bytes], float | None] | None = None
-    if decode:
-        from titanium.common.timecode import read_timecode_jpeg
-
-        read_timecode = read_timecode_jpeg
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.settimeout(0.5)
-            sock.sendall(f"GET /stream HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode())
-            parts = _Parts(sock, stop)
-            head = parts.until(b"\r\n\r\n")
-            status_line, _, rest = head.partition(b"\r\n")
-            if b" 200 " not in status_line + b" ":
-                raise ConnectionError(f"/stream answered {status_line.decode('latin-1')}")
-            ctype = _headers(rest).get("content-type", "")
-            boundary = b"--" + ctype.partition("boundary=")[2].strip('"').encode() + b"\r\n"
-            parts.until(boundary)
-            while not stop():
-                hdr = _headers(parts.until(b"\r\n\r\n"))
-                length = int(hdr["content-length"])
-                body = parts.take(length, keep=read_timecode is not None)
-                mono, wall = time.monotonic(), time.time()
-                parts.until(boundary)
-                result.parts += 1
-                if body[:2] != b"\xff\xd8":
-                    result.bad_parts += 1
-                start, end = window[0], window[1]
-                inside = 0 < start <= mono and (not end or mono < end)
-                if inside:
-                    result.frames += 1
-                    result.bytes += length
-                if read_timecode is None:
-                    continue
-                stamp = read_timecode(body)
-                if not inside:
-                    continue
-                if stamp is None:
-                    result.unreadable += 1
-                    continue
-                result.latencies_ms.append((wall - stamp) * 1000.0)
-                skew = abs(stamp - float(hdr.get("x-timestamp", "nan"))) * 1000.0
-                result.stamp_skew_ms = max(result.stamp_skew_ms, skew)
-    except _Stop:
-        pass
-    except Exception as e:  # reported by the benchmark, which decides what it means
-        result.error = f"{type(e).__name__}: {e}"
-    conn.send(result)
-    conn.close()
-
-
-# --- the floor ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Floor:
-    encode_ms: float  # encode_raw alone, CPU ms per frame (median of the repeats)
-    draw_ms: float  # drawing a test-pattern frame and its timecode (capture's own work)
-    jpeg_kb: float
-    other_load: float  # cores' worth of other processes busy meanwhile (0.1 = 10 % of one)
-
-
-def measure_floor(
-    width: int, height: int, quality: int, frames: int = 150, repeats: int = 5
-) -> Floor:
-    """CPU per frame of the JPEG encode alone, on cache-cold test-pattern frames."""
-    import numpy as np
-
-    from titanium.common.jpeg import encode_raw
-    from titanium.common.timecode import draw_timecode
-    from titanium.services.capture.testpattern import TestPatternSource
-
-    source = TestPatternSource(width, height, FPS)
-    source.open()
-    # More frames than any cache holds, as frames in the shared-memory ring are.
-    bufs = [memoryview(bytearray(width * height * 3 // 2)) for _ in range(30)]
-    lumas = [np.frombuffer(b, np.uint8, width * height).reshape(height, width) for b in bufs]
-    draws, encodes, sizes = [], [], []
-    ticks0, own0 = machine_ticks(), time.process_time()
-    for _ in range(repeats):
-        t = time.process_time()
-        for n in range(frames):
-            source._draw(bufs[n % len(bufs)], n)
-            draw_timecode(lumas[n % len(bufs)], time.time())
-        draws.append((time.process_time() - t) / frames)
-        t = time.process_time()
-        for n in range(frames):
-            sizes.append(len(encode_raw(bufs[n % len(bufs)], "YU12", width, height, quality)))
-        encodes.append((time.process_time() - t) / frames)
-    ticks1, own1 = machine_ticks(), time.process_time()
-    ticks = {k: ticks1[k] - ticks0[k] for k in ticks0}
-    busy_s = (sum(ticks.values()) - ticks["idle"] - ticks["iowait"]) / CLK_TCK
-    wall_s = sum(ticks.values()) / CLK_TCK / (os.cpu_count() or 1)
-    return Floor(
-        statistics.median(encodes) * 1000,
-        statistics.median(draws) * 1000,
-        statistics.mean(sizes) / 1024,
-        max(0.0, busy_s - (own1 - own0)) / max(wall_s, 1e-9),
-    )
-
-
-# --- the stack ------------------------------------------------------------------------------
-
-
-class Stack:
-    """One ``titaniumctl up`` on the test pattern, with its output kept for error reports."""
-
-    def __init__(self, width: int, height: int, quality: str, workdir: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port: int = s.getsockname()[1]
-        self.config = workdir / "config.json"
-        self.config.write_text(
-            json.dumps(
-                {
-                    "titanium": {
-                        "runtime_dir": str(workdir / "run"),
-                        "http": {"listen": f"127.0.0.1:{self.port}"},
-                        "cameras": [
-                            {"device": "testpattern", "resolution": f"{width}x{height}", "fps": FPS}
-                        ],
-                        "streaming": {"jpeg_quality": quality},
-                    }
-                }
-            )
-        )
-        self.log: deque[str] = deque(maxlen=40)
-        self.ready = threading.Event()
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.procs: dict[str, Proc] = {}  # supervisord and the services, by name
-        self.tree: list[Proc] = []  # every descendant seen, for the leftover check
-
-    def start(self) -> None:
-        ctl = Path(sys.executable).parent / "titaniumctl"
-        self.proc = subprocess.Popen(
-            [str(ctl), "up", "--config", str(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # only we stop it
-        )
-        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
-
-    def _read(self, proc: subprocess.Popen[bytes]) -> None:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            self.log.append(line.decode(errors="replace").rstrip())
-            if line.startswith(READY_LINE):
-                self.ready.set()
-
-    def wait_ready(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + READY_TIMEOUT
-        while not self.ready.wait(0.2):
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("titaniumctl up did not get ready:\n" + self.tail())
-        self.procs = find_services(self.proc.pid, self.status())
-        self.tree = [Proc.of(p, str(p)) for p in descendants(self.proc.pid)]
-
-    def tail(self) -> str:
-        return "\n".join(f"    | {line}" for line in self.log)
-
-    def status(self) -> dict[str, Any]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status", timeout=2) as r:
-            doc: dict[str, Any] = json.load(r)
-        return doc
-
-    def camera(self) -> dict[str, Any]:
-        cam: dict[str, Any] = next(iter(self.status()["cameras"].values()))
-        return cam
-
-    def tick(self) -> dict[str, Any]:
-        """The camera's status right after capture publishes a new one (once a second), so
-        its frame count is current to within a poll."""
-        first = self.camera()["frames"]
-        deadline = time.monotonic() + TICK_TIMEOUT
-        while time.monotonic() < deadline:
-            time.sleep(0.025)
-            cam = self.camera()
-            if cam["frames"] != first:
-                return cam
-        raise RuntimeError(f"capture's frame count stayed at {first} for {TICK_TIMEOUT} s")
-
-    def stop(self) -> tuple[int | None, list[str]]:
-        """SIGTERM, wait; the exit code and any process of ours still alive after."""
-        if self.proc is None:
-            return None, []
-        code: int | None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            code = None
-            for p in self.tree:
-                p.kill()
-            self.proc.kill()
-            self.proc.wait(10)
-        time.sleep(0.2)
-        left = [f"pid {p.pid}" for p in self.tree if p.alive()]
-        for p in self.tree:
-            p.kill()
-        return code, left
 
 
 # --- one configuration ----------------------------------------------------------------------
@@ -396,14 +99,18 @@ def run_config(run: Run, quality: str, duration: float, warmup: float) -> None:
     clients: list[tuple[BaseProcess, Connection]] = []
     workdir = Path(tempfile.mkdtemp(prefix="ti-bench-"))
     try:
-        stack = Stack(run.width, run.height, quality, workdir)
-    except OSError:
+        bench = Measured(
+            Stack(
+                workdir,
+                [{"device": "testpattern", "resolution": f"{run.width}x{run.height}", "fps": FPS}],
+                streaming={"jpeg_quality": quality},
+            )
+        )
+    except (OSError, AssertionError) as e:
         shutil.rmtree(workdir, ignore_errors=True)
-        raise
+        run.error = f"the stack did not start: {e}"
+        return
     try:
-        stack.start()
-        stack.wait_ready()
-        assert stack.proc is not None
         deadline = time.monotonic() + CONNECT_TIMEOUT + warmup + duration + 30
         for i in range(run.viewers):
             recv, send = ctx.Pipe(duplex=False)
@@ -411,38 +118,38 @@ def run_config(run: Run, quality: str, duration: float, warmup: float) -> None:
                 target=viewer,
                 name=f"viewer-{i}",
                 daemon=True,
-                args=(i, stack.port, window, deadline, i == 0, send),
+                args=(i, bench.stack.port, window, deadline, i == 0, send),
             )
             client.start()
             send.close()
             clients.append((client, recv))
         others = {
-            "titaniumctl": Proc.of(stack.proc.pid, "titaniumctl"),
+            "titaniumctl": Proc.of(bench.stack.proc.pid, "titaniumctl"),
             "benchmark": Proc.of(os.getpid(), "benchmark"),
         }
         for i, (p, _) in enumerate(clients):
             assert p.pid is not None
             others[f"viewer-{i}"] = Proc.of(p.pid, f"viewer-{i}")
         until = time.monotonic() + CONNECT_TIMEOUT
-        while stack.camera()["viewers"] < run.viewers:
+        while bench.stack.camera()["viewers"] < run.viewers:
             if time.monotonic() > until or any(not p.is_alive() for p, _ in clients):
                 raise RuntimeError(
-                    f"only {stack.camera()['viewers']} of {run.viewers} viewers connected"
+                    f"only {bench.stack.camera()['viewers']} of {run.viewers} viewers connected"
                 )
             time.sleep(0.2)
         time.sleep(warmup)
-        cam0 = stack.tick()
+        cam0 = bench.tick()
         everyone0 = all_cpu()
-        sys0, threads0 = _sample_detail(stack.procs)
-        cpu0, extra0, ticks0 = _sample(stack.procs), _sample(others), machine_ticks()
+        sys0, threads0 = _sample_detail(bench.procs)
+        cpu0, extra0, ticks0 = _sample(bench.procs), _sample(others), machine_ticks()
         window[0] = t0 = time.monotonic()
         time.sleep(max(0.0, duration - 0.3))  # the next tick ends the window
-        cam1 = stack.tick()
-        cpu1, extra1, ticks1 = _sample(stack.procs), _sample(others), machine_ticks()
-        sys1, threads1 = _sample_detail(stack.procs)
+        cam1 = bench.tick()
+        cpu1, extra1, ticks1 = _sample(bench.procs), _sample(others), machine_ticks()
+        sys1, threads1 = _sample_detail(bench.procs)
         everyone1 = all_cpu()
         window[1] = t1 = time.monotonic()
-        run.pss = {name: pss_parts(p.pid) for name, p in stack.procs.items()}
+        run.pss = {name: pss_parts(p.pid) for name, p in bench.procs.items()}
         run.ctl_pss = others["titaniumctl"].pss_bytes()
         run.window_s = t1 - t0
         run.captured = cam1["frames"] - cam0["frames"]
@@ -460,7 +167,7 @@ def run_config(run: Run, quality: str, duration: float, warmup: float) -> None:
         busy_s = (sum(ticks.values()) - ticks["idle"] - ticks["iowait"]) / CLK_TCK
         ours_s = sum(run.cpu_s.values()) + sum(run.extra_cpu_s.values())
         run.other_cpu_s = max(0.0, busy_s - ours_s)
-        ours = {p.pid for p in [*stack.tree, *others.values()]}
+        ours = {p.pid for p in [*bench.tree, *others.values()]}
         for key, (comm, cpu) in everyone1.items():
             spent = cpu - everyone0.get(key, (comm, 0.0))[1]
             if key[0] not in ours and spent > 0:
@@ -471,7 +178,7 @@ def run_config(run: Run, quality: str, duration: float, warmup: float) -> None:
             else:
                 run.error += f"{p.name} sent no result; "
     except (RuntimeError, LookupError, ProcessGone, OSError, ValueError) as e:
-        run.error += f"{type(e).__name__}: {e}\n{stack.tail()}"
+        run.error += f"{type(e).__name__}: {e}\n{bench.tail()}"
     finally:
         window[1] = window[1] or time.monotonic()  # let every viewer go
         for p, _ in clients:
@@ -482,10 +189,10 @@ def run_config(run: Run, quality: str, duration: float, warmup: float) -> None:
             if p.is_alive():
                 p.kill()
                 p.join(3)
-        run.stop_code, run.leftovers = stack.stop()
+        run.stop_code, run.leftovers = bench.stop()
         shutil.rmtree(workdir, ignore_errors=True)
     if run.stop_code != 0:
-        run.error += f"titaniumctl up exited {run.stop_code} on SIGTERM\n{stack.tail()}"
+        run.error += f"titaniumctl up exited {run.stop_code} on SIGTERM\n{bench.tail()}"
 
 
 # --- report ---------------------------------------------------------------------------------

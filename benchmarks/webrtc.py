@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import multiprocessing as mp
 import os
 import shutil
@@ -30,8 +29,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-from benchmarks.mjpeg import Stack
+from benchmarks.measured import Measured
 from benchmarks.procstats import cpu_model, pss_parts
+from tests.stack import Stack
 
 FPS = 30
 BITRATE = 2_000_000
@@ -117,14 +117,20 @@ class Run:
 def run_config(run: Run, duration: float, warmup: float) -> None:
     ctx = mp.get_context("spawn")
     workdir = Path(tempfile.mkdtemp(prefix="ti-bench-rtc-"))
-    stack = Stack(run.width, run.height, "high", workdir)
-    doc = json.loads(stack.config.read_text())
-    doc["titanium"]["webrtc"] = {"ice_addresses": ["127.0.0.1"]}  # loopback only
-    stack.config.write_text(json.dumps(doc))
     clients: list[tuple[Any, Connection]] = []
     try:
-        stack.start()
-        stack.wait_ready()
+        bench = Measured(
+            Stack(
+                workdir,
+                [{"device": "testpattern", "resolution": f"{run.width}x{run.height}", "fps": 30}],
+            )
+        )
+    except (OSError, AssertionError) as e:
+        shutil.rmtree(workdir, ignore_errors=True)
+        run.error = f"the stack did not start: {e}"
+        return
+    stack = bench.stack
+    try:
         base = f"http://127.0.0.1:{stack.port}"
         for i in range(run.viewers):
             recv, send = ctx.Pipe(duplex=False)
@@ -138,10 +144,10 @@ def run_config(run: Run, duration: float, warmup: float) -> None:
                 raise RuntimeError(f"only {stack.camera().get('webrtc_viewers')} viewers joined")
             time.sleep(0.2)
         time.sleep(warmup)
-        procs = stack.procs
-        cam0, cpu0, t0 = stack.tick(), {n: p.cpu_seconds() for n, p in procs.items()}, time.time()
+        procs = bench.procs
+        cam0, cpu0, t0 = bench.tick(), {n: p.cpu_seconds() for n, p in procs.items()}, time.time()
         time.sleep(max(0.0, duration - 0.3))
-        cam1, cpu1, t1 = stack.tick(), {n: p.cpu_seconds() for n, p in procs.items()}, time.time()
+        cam1, cpu1, t1 = bench.tick(), {n: p.cpu_seconds() for n, p in procs.items()}, time.time()
         run.window_s = t1 - t0
         run.captured = cam1["frames"] - cam0["frames"]
         run.encoded = cam1["encoder"]["frames_out"] - cam0["encoder"]["frames_out"]
@@ -158,14 +164,14 @@ def run_config(run: Run, duration: float, warmup: float) -> None:
                 ms for t, ms in zip(latency_times, latencies, strict=True) if t0 <= t <= t1
             ]
     except (RuntimeError, LookupError, OSError, ValueError, KeyError, TypeError) as e:
-        run.error += f"{type(e).__name__}: {e}\n{stack.tail()}"
+        run.error += f"{type(e).__name__}: {e}\n{bench.tail()}"
     finally:
         for p, _ in clients:
             p.join(15)
             if p.is_alive():
                 p.kill()
                 p.join(3)
-        code, left = stack.stop()
+        code, left = bench.stop()
         if code != 0 or left:
             run.error += f"titaniumctl up exited {code}, left {left}"
         shutil.rmtree(workdir, ignore_errors=True)

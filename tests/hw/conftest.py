@@ -7,15 +7,10 @@ Run them:  python tools/vm/vivid_vm.py run -- /opt/venv/bin/python -m pytest -q 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
-from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +18,7 @@ from typing import Any
 import pytest
 import zmq
 
+from tests.stack import Stack
 from titanium.common.endpoints import Endpoints
 from titanium.common.messages import CameraStatus, FrameReady, decode
 from titanium.common.ring import RingReader, SlotInfo
@@ -198,106 +194,20 @@ def start_capture(tmp_path: Path) -> Iterator[Callable[..., CaptureService]]:
         service.stop()
 
 
-class Stack:
-    """``titaniumctl up`` in the VM, ready once /status says every service runs. Its
-    "Titanium is streaming" line is not awaited: under emulation the stack can take longer
-    than titaniumctl's own 30 s readiness wait, after which it keeps running silently."""
-
-    def __init__(self, tmp: Path, camera: dict[str, Any], port: int = 8080) -> None:
-        runtime = tmp / "run"
-        config = tmp / "titanium.json"
-        doc = {
-            "titanium": {
-                "runtime_dir": str(runtime),
-                "http": {"listen": f"127.0.0.1:{port}"},
-                "cameras": [{"id": "cam0", "device": DEVICE, **camera}],
-                # The emulated CPU is always busy: keep the governor from stepping the camera
-                # down mid-test (it has its own tests).
-                "streaming": {"print_protection": False},
-            }
-        }
-        config.write_text(json.dumps(doc))
-        self.port = port
-        self.base = f"http://127.0.0.1:{port}"
-        self.output: deque[str] = deque(maxlen=300)
-        self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "titaniumctl"), "up", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-        threading.Thread(target=self._read, daemon=True).start()
-        try:
-            self.wait_for(
-                lambda st: (
-                    bool(st["services"])
-                    and all(s["state"] == "running" for s in st["services"].values())
-                ),
-                START_TIMEOUT,
-                "every service running",
-            )
-        except BaseException:
-            self.stop()
-            raise
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line.rstrip())
-
-    def get(self, path: str, timeout: float = 10) -> tuple[int, dict[str, str], bytes]:
-        try:
-            with urllib.request.urlopen(self.base + path, timeout=timeout) as r:
-                return r.status, dict(r.headers), r.read()
-        except urllib.error.HTTPError as e:
-            return e.code, dict(e.headers), e.read()
-
-    def status(self) -> dict[str, Any] | None:
-        try:
-            code, _, body = self.get("/status", timeout=5)
-        except OSError:
-            return None
-        doc: dict[str, Any] = json.loads(body)
-        return doc if code == 200 else None
-
-    def camera(self) -> dict[str, Any]:
-        doc = self.status()
-        assert doc is not None, "/status did not answer"
-        cam: dict[str, Any] = doc["cameras"]["cam0"]
-        return cam
-
-    def wait_for(self, check: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> float:
-        """Poll /status until ``check`` passes; returns when (monotonic)."""
-        deadline = time.monotonic() + timeout
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                break
-            last = self.status()
-            if last is not None and check(last):
-                return time.monotonic()
-            time.sleep(0.1)
-        raise AssertionError(
-            f"/status never showed {what} in {timeout} s; last {last}\n" + "\n".join(self.output)
-        )
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(40)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-
-
 @pytest.fixture
 def start_stack(tmp_path: Path) -> Iterator[Callable[..., Stack]]:
     stacks: list[Stack] = []
 
     def start(**camera: Any) -> Stack:
-        stack = Stack(tmp_path, camera)
+        stack = Stack(
+            tmp_path,
+            [{"id": "cam0", "device": DEVICE, **camera}],
+            port=8080,  # the port the host forwards into the VM
+            ready_timeout=START_TIMEOUT,
+            # The emulated CPU is always busy: keep the governor from stepping the camera
+            # down mid-test (it has its own tests).
+            streaming={"print_protection": False},
+        )
         stacks.append(stack)
         return stack
 

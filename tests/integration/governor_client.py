@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from tests.stack import Child
 from titanium.common.endpoints import Endpoints
 from titanium.common.messages import GovernorEvent, MessageError, decode_as
 from titanium.common.rpc import RpcClient
@@ -74,7 +74,7 @@ class Events:
         self._ctx.term()
 
 
-class GovernorProcess:
+class GovernorProcess(Child):
     """``python -m titanium.services.governor`` alone on a temporary runtime dir."""
 
     def __init__(
@@ -96,28 +96,15 @@ class GovernorProcess:
             }
         }
         config.write_text(json.dumps(doc))
-        self.output: deque[str] = deque(maxlen=400)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "titanium.services.governor", "--config", str(config)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+        super().__init__(
+            [sys.executable, "-m", "titanium.services.governor", "--config", str(config)]
         )
-        threading.Thread(target=self._read, daemon=True).start()
         self.rpc = self.endpoints.governor_rpc()
         deadline = time.monotonic() + 20
         while not (self.endpoints.runtime_dir / "governor.rpc").exists():
             assert self.proc.poll() is None, self.log()
             assert time.monotonic() < deadline, "no control socket:\n" + self.log()
             time.sleep(0.05)
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line.rstrip())
-
-    def log(self) -> str:
-        return "\n".join(self.output)
 
     def call(self, cmd: str, **args: Any) -> Any:
         return call(self.rpc, cmd, **args)

@@ -12,14 +12,11 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
-from collections import deque
 from collections.abc import Iterator
 from typing import Any
 
@@ -27,15 +24,10 @@ import pytest
 import simplejpeg
 
 from tests.integration.mjpeg_client import MjpegClient
+from tests.stack import Child, free_port
 from tools.vm import vivid_vm
 
 BOOT_AND_START = 240.0  # boot (~25 s) and the stack's start (~30 s) under emulation, with room
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _status(port: int) -> dict[str, Any] | None:
@@ -47,29 +39,17 @@ def _status(port: int) -> dict[str, Any] | None:
         return None
 
 
-class VividVM:
+class VividVM(Child):
     """``vivid_vm.py run --forward PORT`` in the background, its console kept for failures."""
 
     def __init__(self, command: str) -> None:
-        self.port = _free_port()
-        self.console: deque[str] = deque(maxlen=200)
-        self.proc = subprocess.Popen(
+        self.port = free_port()
+        super().__init__(
             [sys.executable, vivid_vm.__file__, "run", "--forward", str(self.port),
              "--timeout", "600", "--", "sh", "-c", command],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            keep=200,
             start_new_session=True,
         )  # fmt: skip
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.console.append(line.rstrip())
-
-    def log(self) -> str:
-        return "\n".join(self.console)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -1,0 +1,175 @@
+"""A real Titanium: ``titaniumctl up`` as a subprocess on a config written from its arguments,
+a private runtime directory and a port of its own. The one way integration tests, the tests
+in the vivid VM and the benchmarks start a whole stack.
+
+Ready means /status answers with every service running (not titaniumctl's "streaming"
+line: under emulation the stack can take longer than titaniumctl's own readiness wait, after
+which it keeps running silently). Its output is kept for failure messages.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections import deque
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from titanium.common.endpoints import Endpoints
+from titanium.common.ring import SHM_DIR
+
+TITANIUMCTL = str(Path(sys.executable).parent / "titaniumctl")
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 40.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def all_running(doc: dict[str, Any]) -> bool:
+    services = doc.get("services") or {}
+    return bool(services) and all(s["state"] == "running" for s in services.values())
+
+
+class Child:
+    """A subprocess whose output (stdout and stderr together) is kept for failure messages."""
+
+    def __init__(self, argv: list[str], keep: int = 400, **popen: Any) -> None:
+        self.output: deque[str] = deque(maxlen=keep)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+        )
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line.rstrip())
+
+    def log(self) -> str:
+        return "\n".join(self.output)
+
+
+class Stack(Child):
+    """One running ``titaniumctl up``.
+
+    ``cameras`` go into ``titanium.cameras``; other keyword arguments are further
+    ``titanium`` keys (``streaming={…}``, ``governor={…}``) and override the defaults here
+    (ICE on loopback only: no test traffic to this machine's LAN address).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        cameras: list[dict[str, Any]],
+        *,
+        port: int | None = None,
+        mirage: dict[str, Any] | None = None,
+        ready_timeout: float = READY_TIMEOUT,
+        **titanium: Any,
+    ) -> None:
+        self.port = port or free_port()
+        self.runtime_dir = workdir / "run"
+        self.config_path = workdir / "titanium.json"
+        doc = {
+            "titanium": {
+                "cameras": cameras,
+                "runtime_dir": str(self.runtime_dir),
+                "http": {"listen": f"127.0.0.1:{self.port}"},
+                "webrtc": {"ice_addresses": ["127.0.0.1"]},
+                **titanium,
+            },
+            **({"mirage": mirage} if mirage else {}),
+        }
+        self.config_path.write_text(json.dumps(doc))
+        self.base = f"http://127.0.0.1:{self.port}"
+        # In a session of its own: only we stop it.
+        super().__init__(
+            [TITANIUMCTL, "up", "--config", str(self.config_path)], start_new_session=True
+        )
+        try:
+            self.wait_for(all_running, ready_timeout, "every service running")
+        except BaseException:
+            self.stop()
+            raise
+
+    def url(self, path: str) -> str:
+        return self.base + path
+
+    def get(self, path: str, timeout: float = 5) -> tuple[int, dict[str, str], bytes]:
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=timeout) as r:
+                return r.status, dict(r.headers), r.read()
+        except urllib.error.HTTPError as e:
+            return e.code, dict(e.headers), e.read()
+
+    def status(self) -> dict[str, Any]:
+        code, _, body = self.get("/status")
+        assert code == 200, f"/status answered {code}"
+        doc: dict[str, Any] = json.loads(body)
+        return doc
+
+    def camera(self, camera: str | None = None) -> dict[str, Any]:
+        """One camera's part of /status: ``camera``, or the first."""
+        cams = self.status()["cameras"]
+        cam: dict[str, Any] = cams[camera] if camera else next(iter(cams.values()))
+        return cam
+
+    def wait_for(
+        self, check: Callable[[dict[str, Any]], bool], timeout: float = 10, what: str = ""
+    ) -> float:
+        """Poll /status until ``check`` passes; returns when (monotonic)."""
+        deadline = time.monotonic() + timeout
+        last: dict[str, Any] | None = None
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                last = self.status()
+            except (OSError, AssertionError, ValueError):
+                last = None  # not listening yet, or between restarts
+            if last is not None and check(last):
+                return time.monotonic()
+            time.sleep(0.1)
+        raise AssertionError(
+            f"/status never showed {what or 'the condition'} in {timeout} s; last {last}\n"
+            + self.log()
+        )
+
+    def leftovers(self) -> list[str]:
+        endpoints = Endpoints(self.runtime_dir)
+        return [p.name for p in SHM_DIR.glob(endpoints.shm_glob())] + [
+            p.name for p in endpoints.ipc_files()
+        ]
+
+    def stop(self, timeout: float = STOP_TIMEOUT) -> int | None:
+        """SIGTERM and wait; past ``timeout``, kill titaniumctl and everything under it.
+        Returns titaniumctl's exit code (None when it had to be killed)."""
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        try:
+            tree = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            tree = []
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            for p in [*tree, psutil.Process(self.proc.pid)]:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
+            self.proc.wait()
+            return None
