@@ -25,9 +25,9 @@ def measure_floor(
     """CPU per frame of the JPEG encode alone, on cache-cold test-pattern frames."""
     import numpy as np
 
-    from titanium.common.jpeg import encode_raw
     from titanium.common.timecode import draw_timecode
     from titanium.services.capture.testpattern import TestPatternSource
+    from titanium.services.mjpeg.jpeg import encode_raw
 
     source = TestPatternSource(width, height, fps)
     source.open()

@@ -36,13 +36,13 @@ from typing import Any
 from titanium.common.address import Address, parse_address
 from titanium.common.fields import ConfigError, Field, dump_fields, take_fields
 from titanium.common.govconfig import (
-    PRIORITIES,
     GovernorConfig,
     RungSpec,
     governor_to_json,
     parse_governor,
     rung_spec,
 )
+from titanium.common.priority import PRIORITIES
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
 

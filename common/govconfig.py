@@ -16,7 +16,6 @@ from typing import Any
 from titanium.common.address import Address, parse_address
 from titanium.common.fields import ConfigError, Field, dump_fields, take_fields
 
-PRIORITIES = ("high", "medium", "low")  # lowest last: the order viewers are shed in reverse
 RUNG = re.compile(r"^(\d{2,4})p(\d{1,3})$")
 DEFAULT_LADDER = ["1080p30", "720p30", "720p15", "480p15", "360p5"]
 

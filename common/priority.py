@@ -1,5 +1,5 @@
-"""Viewer priorities, shared by the services that serve viewers and the governor that sheds
-them.
+"""Viewer and camera priorities, shared by the services that serve viewers, the config that
+gives cameras theirs, and the governor that sheds them.
 
 A viewer says what it is with ``?priority=high|medium|low`` on its stream or signalling
 URL; without it a viewer is ``medium`` (a person watching). ``high`` is for print
@@ -10,8 +10,7 @@ dashboards): shed first, under memory pressure and in critical print phases.
 
 from __future__ import annotations
 
-from titanium.common.govconfig import PRIORITIES
-
+PRIORITIES = ("high", "medium", "low")  # lowest last: the order viewers are shed in reverse
 DEFAULT_PRIORITY = "medium"
 _RANK = {p: i for i, p in enumerate(reversed(PRIORITIES))}  # low 0, medium 1, high 2
 

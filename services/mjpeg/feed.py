@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import zmq
 import zmq.asyncio
 
-from titanium.common.jpeg import RAW_FOURCCS, encode_raw, strip_app_segments
 from titanium.common.messages import CameraStatus, FrameReady, Heartbeat, MessageError, decode
 from titanium.common.ring import RingError, RingReader
+from titanium.services.mjpeg.jpeg import RAW_FOURCCS, encode_raw, strip_app_segments
 from titanium.services.mjpeg.multipart import part
 
 log = logging.getLogger("titanium.mjpeg.feed")

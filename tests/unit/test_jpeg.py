@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from titanium.common.jpeg import encode_raw, strip_app_segments
+from titanium.services.mjpeg.jpeg import encode_raw, strip_app_segments
 
 
 def frame(fourcc: str, w: int, h: int) -> bytearray:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from titanium.common.jpeg import encode_raw
 from titanium.common.timecode import draw_timecode, read_timecode, read_timecode_jpeg
 from titanium.services.capture.testpattern import TestPatternSource
+from titanium.services.mjpeg.jpeg import encode_raw
 
 
 @pytest.mark.parametrize(("w", "h"), [(640, 480), (1280, 720), (1920, 1080)])

@@ -1,5 +1,5 @@
-"""JPEG helpers shared by every service that makes or forwards JPEG: encode raw frames from
-shared memory without per-pixel Python, and clean camera JPEGs for browser workers."""
+"""The front door's JPEG work: encode raw frames from shared memory without per-pixel
+Python, and clean camera JPEGs for browser workers."""
 
 from __future__ import annotations
 
