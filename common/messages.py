@@ -91,8 +91,9 @@ def encode(msg: Message) -> list[bytes]:
 
 
 def decode(frames: list[bytes]) -> Message:
-    """The message in a frame pair, or MessageError."""
-    if len(frames) != 2:
+    """The message in a frame pair, or MessageError. A third frame, the bus's sequence
+    stamp (common/bus.py), is not part of the message."""
+    if len(frames) not in (2, 3):
         raise MessageError(f"expected 2 frames, got {len(frames)}")
     cls = _REGISTRY.get(bytes(frames[0]))
     if cls is None:

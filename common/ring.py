@@ -254,3 +254,25 @@ class RingReader(_Mapped):
         if nxt == 0:
             return None
         return (nxt - 1) % self.slots, nxt - 1
+
+
+class RingFollower:
+    """A consumer's reader of the ring its producer's messages name: attached on first
+    use, and again when the producer makes a new ring (a restart or a new frame size gives
+    the ring a new ``ring_id``, often under the same name)."""
+
+    def __init__(self) -> None:
+        self.reader: RingReader | None = None
+
+    def follow(self, name: str, ring_id: int) -> RingReader:
+        """The reader of ring ``name`` with ``ring_id``; RingError when it is gone."""
+        if self.reader is not None and self.reader.ring_id == ring_id:
+            return self.reader
+        self.close()
+        self.reader = RingReader.attach(name)
+        return self.reader
+
+    def close(self) -> None:
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
