@@ -14,13 +14,14 @@ import statistics
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import zmq
 
+from tests.integration.conftest import Stack
 from tests.integration.test_encoder_service import Service
 from titanium.common.endpoints import Endpoints
 from titanium.common.messages import (
@@ -52,14 +53,7 @@ class RatePipeline:
     for the WebRTC service and one for the governor."""
 
     def __init__(self, tmp: Path) -> None:
-        clip = tmp / "clip15.y4m"
-        # Temporal noise: every frame costs bits, so the encoder can always spend its budget
-        # and a bitrate shortfall is the rate control's, not the content's.
-        source = f"testsrc2=size=320x240:rate={CLIP_FPS},noise=alls=40:allf=t"
-        subprocess.run(
-            ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", source, "-t", "2", str(clip)],
-            check=True,
-        )
+        clip = _clip(tmp)
         self.endpoints = Endpoints(tmp / "run")
         self.endpoints.runtime_dir.mkdir()
         camera = {
@@ -153,11 +147,22 @@ class RatePipeline:
 
 @pytest.fixture
 def pipeline(tmp_path: Path) -> Iterator[RatePipeline]:
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("needs Debian's ffmpeg to make the 15 fps clip")
     p = RatePipeline(tmp_path)
     yield p
     p.close()
+
+
+def _clip(tmp: Path) -> Path:
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs Debian's ffmpeg to make the 15 fps clip")
+    clip = tmp / "clip15.y4m"
+    # Temporal noise: every frame costs bits, so the encoder can always spend its budget
+    # and a bitrate shortfall is the rate control's, not the content's.
+    source = f"testsrc2=size=320x240:rate={CLIP_FPS},noise=alls=40:allf=t"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", source, "-t", "2", str(clip)], check=True
+    )
+    return clip
 
 
 def _check(m: Measured, fps: float, log: str) -> None:
@@ -189,3 +194,15 @@ def test_a_rate_change_while_streaming_reaches_the_encoder(pipeline: RatePipelin
     _check(pipeline.measure(settle=2.0, seconds=4.5)[0], 10, pipeline.log())
     pipeline.command(30)
     _check(pipeline.measure(settle=2.0, seconds=4.5)[0], CLIP_FPS, pipeline.log())
+
+
+def test_status_shows_the_rate_the_camera_delivers(
+    make_stack: Callable[..., Stack], tmp_path: Path
+) -> None:
+    """Pins: /status had only the configured rate and a measured one; the rate the frames
+    carry (and the encoder follows) was nowhere."""
+    clip = _clip(tmp_path)
+    stack = make_stack([{"device": f"file:{clip}", "resolution": "320x240", "fps": 30}])
+    stack.wait_for(lambda s: s["cameras"]["cam0"].get("fps") == CLIP_FPS, 10)
+    cam = stack.status()["cameras"]["cam0"]
+    assert cam["fps_configured"] == 30
