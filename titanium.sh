@@ -51,8 +51,9 @@ case "$cmd" in
         exec "$venv/bin/titaniumctl" up "$@"
         ;;
     test)
+        # coturn: the STUN server of tests/integration/test_ice_stun.py.
         # qemu-system-x86, mmdebstrap, cpio, kmod: the vivid VM (tools/vm/) for tests/hw.
-        need_apt python3 python3-venv ffmpeg chromium qemu-system-x86 mmdebstrap cpio kmod
+        need_apt python3 python3-venv ffmpeg chromium coturn qemu-system-x86 mmdebstrap cpio kmod
         setup_venv "[test]"
         echo "== ruff"
         "$venv/bin/ruff" check .

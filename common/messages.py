@@ -35,9 +35,11 @@ class Message:
 
 @dataclass(frozen=True)
 class FrameReady(Message):
-    """A frame was written to a ring slot. Carries the slot reference, never pixels."""
+    """A frame was written to a ring slot. Carries the slot reference, never pixels, and the
+    rate frames arrive at, which the encoder's time base, GOP and bit budget follow."""
 
     TOPIC: ClassVar[bytes] = b"frame"
+    VERSION: ClassVar[int] = 2  # 2: fps
     camera: str
     ring: str  # shared-memory name of the ring
     ring_id: int  # the ring instance (a restarted producer makes a new one)
@@ -48,6 +50,10 @@ class FrameReady(Message):
     height: int
     ts_wall: float  # capture time, seconds since the epoch
     placeholder: bool = False  # the "camera offline" frame
+    # Frames a second as they reach the ring: what the camera negotiated (or capture thins
+    # to), or the measured rate once that has differed for a few seconds (a USB camera in
+    # low light). 0: no steady stream (the offline and paused frames).
+    fps: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,7 @@ class CameraStatus(Message):
     """What capture knows about its camera, published about once a second."""
 
     TOPIC: ClassVar[bytes] = b"camera"
-    VERSION: ClassVar[int] = 2  # 2: paused
+    VERSION: ClassVar[int] = 3  # 2: paused, 3: fps
     camera: str
     source: str  # 'v4l2:/dev/video0', 'testpattern', 'file:…'
     online: bool
@@ -69,6 +75,7 @@ class CameraStatus(Message):
     error: str = ""
     controls: dict[str, int] = dataclasses.field(default_factory=dict)
     paused: bool = False  # the governor paused it: only a "paused" frame each second
+    fps: float = 0.0  # the rate its frames carry (FrameReady.fps); 0 while offline or paused
 
 
 @dataclass(frozen=True)
@@ -141,6 +148,7 @@ class EncoderStatus(Message):
     """What an encoder is doing, published about once a second."""
 
     TOPIC: ClassVar[bytes] = b"encoder"
+    VERSION: ClassVar[int] = 2  # 2: fps
     camera: str
     backend: str  # 'libx264', 'h264_v4l2m2m', 'passthrough', '' before the first frame
     active: bool  # encoding now (someone watches)
@@ -152,6 +160,7 @@ class EncoderStatus(Message):
     keyframes: int
     skipped: int  # source frames dropped because the encoder was behind
     error: str = ""
+    fps: int = 0  # the frame rate its time base, GOP and bit budget are set for
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """A video file as a camera (``device: "file:PATH"``), decoded with PyAV and looped.
 
-Frames come out as I420 at the configured size, paced at the configured rate, so a
-recorded print can stand in for a camera in demos and tests.
+Frames come out as I420 at the configured size, paced at the configured rate or the clip's
+own, whichever is lower (like a camera that cannot go faster than its sensor), so a recorded
+print can stand in for a camera in demos and tests.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class FileSource:
         self._container: av.container.InputContainer | None = None
         self._frames: Iterator[av.VideoFrame] | None = None
         self._next = 0.0
+        self._rate = float(fps)  # what open() settled on
 
     def open(self) -> StreamFormat:
         self.close()
@@ -32,13 +34,15 @@ class FileSource:
             self._container = av.open(self.path)
             if not self._container.streams.video:
                 raise SourceError(f"{self.path} has no video stream")
+            clip = float(self._container.streams.video[0].average_rate or 0)
         except (OSError, av.error.FFmpegError) as e:
             self.close()
             raise SourceError(f"cannot open {self.path}: {e}") from None
         self._frames = self._decode()
         self._next = time.monotonic()
+        self._rate = min(float(self.fps), clip) if clip > 0 else float(self.fps)
         size = self.width * self.height * 3 // 2
-        return StreamFormat("YU12", self.width, self.height, float(self.fps), size)
+        return StreamFormat("YU12", self.width, self.height, self._rate, size)
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         assert self._container is not None
@@ -64,7 +68,7 @@ class FileSource:
         now = time.monotonic()
         if now < self._next:
             time.sleep(self._next - now)
-        self._next = max(self._next, now - 1.0 / self.fps) + 1.0 / self.fps
+        self._next = max(self._next, now - 1.0 / self._rate) + 1.0 / self._rate
         size = self.width * self.height * 3 // 2
         np.frombuffer(buf, np.uint8, size)[:] = image.reshape(-1)
         return CapturedFrame(size, time.monotonic_ns(), time.time_ns())

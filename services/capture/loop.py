@@ -31,6 +31,7 @@ from titanium.common.messages import (
 from titanium.common.ring import FLAG_PLACEHOLDER, RingWriter
 from titanium.services.capture.placeholder import Placeholder
 from titanium.services.capture.quality import Follower, Orders
+from titanium.services.capture.rate import DeliveredRate
 from titanium.services.capture.source import (
     FrameSource,
     SourceConfigError,
@@ -72,6 +73,7 @@ class Capture:
         self._window_frames = 0
         self._window_start = time.monotonic()
         self._fps = 0.0
+        self.rate = DeliveredRate()
         self._last_status = 0.0
 
     def run(self, stopping: threading.Event) -> None:
@@ -112,6 +114,8 @@ class Capture:
                     self.format.fps,
                     self.follow.opened(self.format.fps),
                 )
+                self.rate.start(self.follow.pacer.fps or self.format.fps)
+                self._window_frames, self._window_start = 0, time.monotonic()
                 try:
                     self._stream(stopping)
                 except SourceError as e:
@@ -177,6 +181,7 @@ class Capture:
                     fmt.width,
                     fmt.height,
                     frame.wall_ns / 1e9,
+                    fps=self.rate.fps,
                 )
             )
             self.frames += 1
@@ -246,6 +251,12 @@ class Capture:
         if elapsed >= STATUS_PERIOD:
             self._fps = self._window_frames / elapsed
             self._window_frames, self._window_start = 0, now
+            if self.online and not force and self.rate.window(self._fps):
+                log.info(
+                    "frames arrive at %.3g fps, not the %.3g negotiated: telling the encoder",
+                    self.rate.fps,
+                    self.rate.nominal,
+                )
         if not self.online:
             self._fps = 0.0
         self._last_status = now
@@ -270,6 +281,7 @@ class Capture:
             error=self.error,
             controls=self.source.controls() if self.online and not paused else {},
             paused=paused,
+            fps=self.rate.fps if fmt and self.online else 0.0,
         )
 
     def _publish(self, msg: Message) -> None:

@@ -71,6 +71,7 @@ class Pacer:
     the governor allows."""
 
     def __init__(self, fps: float) -> None:
+        self.fps = fps  # 0: lets everything through
         self.period_ns = int(1e9 / fps) if fps > 0 else 0
         self._next = 0
 

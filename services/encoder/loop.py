@@ -72,6 +72,7 @@ class Encoder:
         self._force_next = False  # an IDR owed: a dropped frame broke the reference chain
         self._awaiting_key = False  # a new stream: nothing goes out before its first IDR
         self._last_status = float("-inf")
+        self._frame_fps = 0.0  # the rate the last frames carried
 
     def on_message(self, msg: Message) -> None:
         """A StreamDemand, KeyframeRequest or BitrateHint from the WebRTC service, or the
@@ -89,20 +90,30 @@ class Encoder:
             self._follow(msg, now)
 
     def _follow(self, cmd: QualityCommand, now: float) -> None:
-        """A new rung: its bitrate becomes the ceiling, and a new frame rate reopens the
-        backend (x264's rate control and GOP are per frame). Either way the next frame is
-        an IDR, so every viewer sees the change from a clean start. A new size needs
-        nothing here: the backend reopens when the first frame of that size arrives."""
+        """A new rung: its bitrate becomes the ceiling and the next frame is an IDR, so
+        every viewer sees the change from a clean start. Its size and rate need nothing
+        here: capture delivers them, and the frames say so (see :meth:`_follow_rate`);
+        taking the rate from the command would fight a camera that delivers less."""
         old = self.factory.settings
-        new = dataclasses.replace(old, fps=cmd.fps, bitrate=cmd.bitrate)
+        new = dataclasses.replace(old, bitrate=cmd.bitrate)
         if new == old:
             return
         log.info("governor: %s, %d kbit/s (%s)", cmd.rung, cmd.bitrate // 1000, cmd.reason)
         self.factory.settings = new
         self.control.set_ceiling(new.bitrate, new.bitrate_floor)
-        if new.fps != old.fps:
-            self._close_backend()
         self.control.keyframe_wanted(now)
+
+    def _follow_rate(self, fps: float) -> None:
+        """Frames now come at ``fps``: x264's time base, GOP (frames per keyframe interval)
+        and per-frame bit budget are all set for a rate, so the backend reopens with it and
+        the stream restarts with an IDR."""
+        rate = max(1, round(fps))
+        old = self.factory.settings
+        if rate == old.fps:
+            return
+        log.info("frames come at %.3g fps (was %d): reopening the encoder for it", fps, old.fps)
+        self.factory.settings = dataclasses.replace(old, fps=rate)
+        self._close_backend()
 
     def idle_check(self) -> bool:
         """Track demand; returns whether to encode. Going idle closes the backend so an
@@ -130,6 +141,10 @@ class Encoder:
             return
         lock, info, view = opened
         now = self.clock()
+        # 0: an offline or paused frame, no steady rate to follow.
+        if ready.fps > 0 and ready.fps != self._frame_fps:
+            self._frame_fps = ready.fps
+            self._follow_rate(ready.fps)
         force = self.control.force_idr(now) or self._force_next
         self._force_next = force  # owed until a frame makes it through
         bitrate = self.control.next_bitrate(now)
@@ -256,6 +271,7 @@ class Encoder:
             keyframes=self.keyframes,
             skipped=self.skipped,
             error=self.error,
+            fps=self.factory.settings.fps,
         )
 
     def _publish(self, msg: Message) -> None:

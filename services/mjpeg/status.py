@@ -1,4 +1,4 @@
-"""``/status``: per camera its source, format, size, measured fps, drops, viewers and
+"""``/status``: per camera its source, format, size, delivered and measured fps, drops, viewers and
 encoder; per service its state (supervisord's, checked against its heartbeat); and the
 governor's decisions with their reasons."""
 
@@ -44,6 +44,9 @@ async def status_document(app: web.Application) -> dict[str, Any]:
             "width": st.width if st else cam.resolution.width,
             "height": st.height if st else cam.resolution.height,
             "fps_configured": cam.fps,
+            # The rate capture's frames carry and the encoder is set for: what the camera
+            # negotiated, or what it delivers when that differs for long.
+            "fps": st.fps if st else 0.0,
             "fps_measured": st.fps_measured if st else 0.0,
             "frames": st.frames if st else 0,
             "frames_dropped": (st.dropped if st else 0) + feed.missed,
@@ -62,6 +65,7 @@ async def status_document(app: web.Application) -> dict[str, Any]:
                 "backend": enc.backend,
                 "active": enc.active,
                 "bitrate": enc.bitrate,
+                "fps": enc.fps,
                 "frames_in": enc.frames_in,
                 "frames_out": enc.frames_out,
                 "keyframes": enc.keyframes,

@@ -3,10 +3,12 @@ H.264 first in every video transceiver, and remote candidates from signalling.""
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Sequence
 from typing import Any
 
+import aioice
 import aioice.ice
 from aiortc import RTCIceCandidate, RTCRtpSender, RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
@@ -14,16 +16,32 @@ from aiortc.sdp import candidate_from_sdp
 log = logging.getLogger("titanium.webrtc.ice")
 LOOPBACK = "127.0.0.1"
 _original_host_addresses = aioice.ice.get_host_addresses
+_original_server_reflexive = aioice.ice.server_reflexive_candidate
 
 
 def gather_on(addresses: Sequence[str]) -> None:
-    """Make aioice gather host candidates on ``addresses`` (empty: every interface, plus
-    loopback).
+    """Make aioice gather host candidates on ``addresses``, and never query a STUN server
+    from a loopback socket.
 
-    aioice leaves 127.0.0.1 out, so a browser on the board itself (a printer's touch
-    screen) or a test on one machine could never connect. Setting explicit addresses also
-    keeps a test's ICE traffic on loopback. aioice has no option for this: its module
-    function is replaced, once, for this process.
+    Which addresses, and when loopback is offered:
+
+    - ``addresses`` given (``titanium.webrtc.ice_addresses``): exactly those. Listing
+      127.0.0.1 is how a board's own browser (a printer's touch screen) or a test on one
+      machine gets a candidate it can use; aioice leaves loopback out by itself.
+    - empty: every interface aioice finds, without loopback, because a remote peer can
+      never use a 127.0.0.1 candidate. Only a board with no other IPv4 address falls back
+      to loopback, so a local screen still connects there. A browser on the board itself
+      reaches the LAN address just as well, so nothing is lost elsewhere. Deciding by
+      where the signalling came from would not work: behind the printer images' nginx
+      every viewer's signalling comes from 127.0.0.1.
+
+    A STUN query sent from a loopback socket to a server off the board fails
+    (``[Errno 22] Invalid argument``) and aioice then waits out its whole 5 s gathering
+    timeout, so every answer took 5 s once a STUN server was configured. A loopback
+    candidate has no server-reflexive address to learn anyway.
+
+    aioice has no option for either: its module functions are replaced, once, for this
+    process.
     """
     fixed = list(addresses)
 
@@ -31,10 +49,31 @@ def gather_on(addresses: Sequence[str]) -> None:
         if fixed:
             return [a for a in fixed if (":" in a and use_ipv6) or (":" not in a and use_ipv4)]
         found = _original_host_addresses(use_ipv4=use_ipv4, use_ipv6=use_ipv6)
-        return [*found, LOOPBACK] if use_ipv4 else found
+        if use_ipv4 and not any(":" not in a for a in found):
+            return [*found, LOOPBACK]
+        return found
+
+    async def server_reflexive(
+        protocol: aioice.ice.StunProtocol, stun_server: tuple[str, int]
+    ) -> tuple[aioice.Candidate, None]:
+        if is_loopback(protocol.local_candidate.host):
+            # An exception here drops just this task: aioice skips failed queries.
+            raise ConnectionError("no STUN query from a loopback address")
+        return await _original_server_reflexive(protocol, stun_server)
 
     aioice.ice.get_host_addresses = host_addresses
-    log.info("ICE host candidates on %s", ", ".join(fixed) or "every interface and loopback")
+    aioice.ice.server_reflexive_candidate = server_reflexive
+    log.info(
+        "ICE host candidates on %s",
+        ", ".join(fixed) or "every interface (loopback only where there is no other)",
+    )
+
+
+def is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:  # a host name (mDNS): not ours to judge
+        return False
 
 
 def prefer_h264(transceiver: RTCRtpTransceiver) -> None:

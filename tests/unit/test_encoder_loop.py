@@ -59,19 +59,30 @@ class Rig:
         self.backend.name = name
         return self.backend
 
-    def frame(self, payload: bytes = RAW, fourcc: str = "YU12") -> FrameReady:
+    def frame(self, payload: bytes = RAW, fourcc: str = "YU12", fps: float = 0.0) -> FrameReady:
         view = self.capture.begin()
         view[: len(payload)] = payload
         view.release()
         mono, wall = int(self.now * 1e9), time.time_ns()
         slot, seq = self.capture.commit(len(payload), fourcc, 64, 48, mono, wall)
         ready = FrameReady(
-            "cam0", self.capture.name, self.capture.ring_id, slot, seq, fourcc, 64, 48, wall / 1e9
+            "cam0",
+            self.capture.name,
+            self.capture.ring_id,
+            slot,
+            seq,
+            fourcc,
+            64,
+            48,
+            wall / 1e9,
+            fps=fps,
         )
         return ready
 
-    def step(self, behind: int = 0, payload: bytes = RAW, fourcc: str = "YU12") -> None:
-        self.encoder.on_frame(self.frame(payload, fourcc), behind)
+    def step(
+        self, behind: int = 0, payload: bytes = RAW, fourcc: str = "YU12", fps: float = 0.0
+    ) -> None:
+        self.encoder.on_frame(self.frame(payload, fourcc, fps), behind)
         self.now += 1 / 32  # exact in binary: 16 frames are 0.5 s
 
     def watch(self, viewers: int = 1) -> None:

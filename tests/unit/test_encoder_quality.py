@@ -1,5 +1,6 @@
 """The encoder obeys the governor's QualityCommand: the rung's bitrate becomes its ceiling
-at once, a new frame rate reopens the backend, and each change is followed by an IDR."""
+at once and each change is followed by an IDR. Its frame rate comes from the frames
+(FrameReady.fps, what capture really delivers): a new one reopens the backend."""
 
 from __future__ import annotations
 
@@ -53,14 +54,32 @@ def test_a_new_bitrate_is_the_ceiling_from_the_next_frame_and_an_idr_follows(
     assert rig.backend.bitrate == 300_000
 
 
-def test_a_new_frame_rate_reopens_the_backend_with_it(rig: Recording) -> None:
+def test_a_new_frame_rate_on_the_frames_reopens_the_backend_with_it(rig: Recording) -> None:
     rig.watch()
-    rig.step()
+    rig.step(fps=30)
     rig.encoder.on_message(rung(5, 200_000))
-    assert rig.opened[-1].fps == 30
-    rig.step()
+    rig.step(fps=30)  # capture has not reopened yet: still 30 fps
+    assert [s.fps for s in rig.opened] == [30]
+    rig.step(fps=5)
     assert (rig.opened[-1].fps, rig.opened[-1].bitrate) == (5, 200_000)
     assert rig.encoded()[-1].keyframe
+    for _ in range(3):
+        rig.step(fps=5)
+    assert len(rig.opened) == 2 and rig.encoder.status().fps == 5
+
+
+def test_the_rate_frames_carry_wins_over_the_rung_and_the_config(rig: Recording) -> None:
+    """Pins: the encoder took its rate from the config (30) and from the governor's rung,
+    while the camera delivered 15; its GOP and bit budget were then set for twice the
+    frames that came. An offline frame (fps 0) changes nothing."""
+    rig.watch()
+    rig.step(fps=15)
+    assert [s.fps for s in rig.opened] == [15]
+    rig.encoder.on_message(rung(30, 200_000))  # the rung asks 30: the camera still gives 15
+    for _ in range(3):
+        rig.step(fps=15)
+    rig.step(fps=0.0)
+    assert [s.fps for s in rig.opened] == [15] and rig.encoder.status().fps == 15
 
 
 def test_repeats_and_other_cameras_change_nothing(rig: Recording) -> None:
