@@ -308,7 +308,7 @@ WEBRTC_FIELDS = (
         "ice_addresses",
         list,
         [],
-        "local addresses for ICE host candidates; empty: every interface and loopback",
+        "local addresses for ICE host candidates; empty: every interface but loopback",
         _addresses,
     ),
 )

@@ -50,7 +50,7 @@ def test_publish_filter_by_type_and_skip_bad_messages(tmp_path: Path) -> None:
         for s in (pa, pb, sub):
             s.close()
         ctx.term()
-    assert not ipc_path(a).exists() and not ipc_path(b).exists()  # type: ignore[union-attr]
+    assert not ipc_path(a).exists() and not ipc_path(b).exists()
 
 
 def test_a_subscriber_that_falls_behind_counts_what_it_missed(tmp_path: Path) -> None:
@@ -72,12 +72,12 @@ def test_a_subscriber_that_falls_behind_counts_what_it_missed(tmp_path: Path) ->
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
             got += slow.drain()
-            if got and got[-1].pid == 159:  # type: ignore[attr-defined]
+            if got and got[-1].pid == 159:
                 break
             pub.publish(Heartbeat(padding, 159, 0.0))  # in case the last one was dropped
             time.sleep(0.05)
         assert slow.missed > 0
-        assert len({m.pid for m in got}) + slow.missed >= 160  # type: ignore[attr-defined]
+        assert len({m.pid for m in got}) + slow.missed >= 160
         assert slow.bad == 0
     finally:
         pub.close()
