@@ -14,19 +14,17 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
 
 import zmq
 
+from titanium.common.bus import Publisher, Subscriber
 from titanium.common.config import CameraConfig
-from titanium.common.endpoints import unlink_ipc
 from titanium.common.messages import (
     CameraStatus,
     FrameReady,
     Heartbeat,
     Message,
     QualityCommand,
-    encode,
 )
 from titanium.common.ring import FLAG_PLACEHOLDER, RingWriter
 from titanium.services.capture.placeholder import Placeholder
@@ -53,7 +51,7 @@ class Capture:
         camera: CameraConfig,
         source: FrameSource,
         ring_name: str,
-        pub: zmq.Socket,
+        pub: Publisher,
         started: float,
         orders: Orders | None = None,
     ) -> None:
@@ -285,10 +283,7 @@ class Capture:
         )
 
     def _publish(self, msg: Message) -> None:
-        try:
-            self.pub.send_multipart(encode(msg), flags=zmq.NOBLOCK)
-        except zmq.Again:  # PUB drops at its high-water mark; never block capture
-            pass
+        self.pub.publish(msg)  # never blocks capture
 
 
 def _release(view: memoryview) -> None:
@@ -305,22 +300,15 @@ def run_capture(
     pub_endpoint: str,
     stopping: threading.Event,
     started: float,
-    context_factory: Callable[[], zmq.Context] = zmq.Context,
     orders_endpoint: str | None = None,
 ) -> None:
     """Bind the publisher, follow the governor's commands from ``orders_endpoint`` (its
     PUB), and run the loop until ``stopping`` is set."""
-    ctx = context_factory()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.setsockopt(zmq.SNDHWM, 64)
-    pub.bind(pub_endpoint)
+    ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+    pub = Publisher(ctx, pub_endpoint, hwm=64)
     sub = None
     if orders_endpoint is not None:
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        sub.setsockopt(zmq.SUBSCRIBE, QualityCommand.TOPIC)
-        sub.connect(orders_endpoint)
+        sub = Subscriber(ctx, [orders_endpoint], (QualityCommand,))
     try:
         Capture(camera, source, ring_name, pub, started, Orders(camera.id, sub)).run(stopping)
     finally:
@@ -328,4 +316,3 @@ def run_capture(
         if sub is not None:
             sub.close()
         ctx.term()
-        unlink_ipc(pub_endpoint)

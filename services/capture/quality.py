@@ -7,10 +7,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import zmq
-
+from titanium.common.bus import Subscriber
 from titanium.common.config import CameraConfig
-from titanium.common.messages import MessageError, QualityCommand, decode_as
+from titanium.common.messages import QualityCommand
 from titanium.services.capture.source import FrameSource, SourceError
 
 log = logging.getLogger("titanium.capture")
@@ -42,7 +41,7 @@ class Target:
 class Orders:
     """The governor's commands for one camera, from a SUB socket (None: no governor)."""
 
-    def __init__(self, camera_id: str, sub: zmq.Socket[bytes] | None) -> None:
+    def __init__(self, camera_id: str, sub: Subscriber | None) -> None:
         self.camera_id = camera_id
         self.sub = sub
 
@@ -51,18 +50,10 @@ class Orders:
         if self.sub is None:
             return None
         newest: Target | None = None
-        while True:
-            try:
-                frames = self.sub.recv_multipart(zmq.NOBLOCK)
-            except zmq.Again:
-                return newest
-            try:
-                cmd = decode_as(QualityCommand, frames)
-            except MessageError as e:
-                log.warning("dropped a bad command: %s", e)
-                continue
-            if cmd.camera == self.camera_id:
+        for cmd in self.sub.drain():
+            if isinstance(cmd, QualityCommand) and cmd.camera == self.camera_id:
                 newest = Target(cmd.width, cmd.height, cmd.fps, cmd.paused, cmd.reason)
+        return newest
 
 
 class Pacer:

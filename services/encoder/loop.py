@@ -21,7 +21,7 @@ from titanium.common.messages import (
     StreamDemand,
     encode,
 )
-from titanium.common.ring import RingError, RingReader
+from titanium.common.ring import RingError, RingFollower, RingReader
 from titanium.common.service import release_free_memory
 from titanium.services.encoder.backend import (
     PASSTHROUGH_FOURCCS,
@@ -68,7 +68,7 @@ class Encoder:
         self.active = False
         self.frames_in = self.frames_out = self.keyframes = self.skipped = 0
         self.error = ""
-        self._reader: RingReader | None = None
+        self._ring = RingFollower()
         self._force_next = False  # an IDR owed: a dropped frame broke the reference chain
         self._awaiting_key = False  # a new stream: nothing goes out before its first IDR
         self._last_status = float("-inf")
@@ -193,16 +193,11 @@ class Encoder:
         self.error = message
 
     def _attach(self, ready: FrameReady) -> RingReader | None:
-        if self._reader is not None and self._reader.ring_id == ready.ring_id:
-            return self._reader
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
         try:
-            self._reader = RingReader.attach(ready.ring)
+            return self._ring.follow(ready.ring, ready.ring_id)
         except RingError as e:
             self._note(str(e))
-        return self._reader
+            return None
 
     def _backend_for(self, fourcc: str, width: int, height: int) -> H264Backend:
         backend = self.backend
@@ -279,6 +274,5 @@ class Encoder:
 
     def close(self) -> None:
         self._close_backend()
-        if self._reader is not None:
-            self._reader.close()
+        self._ring.close()
         self.output.close()
