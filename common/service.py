@@ -8,13 +8,14 @@ import argparse
 import asyncio
 import ctypes
 import faulthandler
+import inspect
 import logging
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from titanium.common.config import CameraConfig, Config, ConfigError, load_config
@@ -146,24 +147,62 @@ def release_free_memory() -> None:
         pass
 
 
-def camera_service_args(name: str, argv: list[str] | None) -> tuple[Config, CameraConfig]:
-    """The config and the camera of a per-camera service (capture, encoder), from
-    ``--config`` (default $TITANIUM_CONFIG) and ``--camera ID`` or ``--camera-index N`` (as
-    supervisord's numprocs gives it). A bad config or camera exits 2 with the reason."""
+def _arguments(name: str, per_camera: bool) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"titanium.services.{name}")
     parser.add_argument("--config", default=os.environ.get("TITANIUM_CONFIG"))
-    which = parser.add_mutually_exclusive_group()
-    which.add_argument("--camera", help="camera id")
-    which.add_argument("--camera-index", type=int, default=0, help="position in the config")
-    args = parser.parse_args(argv)
+    if per_camera:
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument("--camera", help="camera id")
+        which.add_argument("--camera-index", type=int, default=0, help="position in the config")
+    return parser
+
+
+def _load(name: str, path: str | None) -> Config:
     try:
-        config = load_config(args.config)
+        return load_config(path)
     except ConfigError as e:
         print(f"titanium {name}: bad config: {e}", file=sys.stderr)
         sys.exit(2)
+
+
+def service_config(name: str, argv: list[str] | None) -> Config:
+    """The config of a service, from ``--config`` (default $TITANIUM_CONFIG). A bad config
+    exits 2 with the reason."""
+    return _load(name, _arguments(name, False).parse_args(argv).config)
+
+
+def camera_service_args(name: str, argv: list[str] | None) -> tuple[Config, CameraConfig]:
+    """The config and the camera of a per-camera service (capture, encoder), from
+    ``--config`` and ``--camera ID`` or ``--camera-index N`` (as supervisord's numprocs
+    gives it). A bad config or camera exits 2 with the reason."""
+    args = _arguments(name, True).parse_args(argv)
+    config = _load(name, args.config)
     try:
         camera = config.camera(args.camera) if args.camera else config.cameras[args.camera_index]
     except (KeyError, IndexError):
         print(f"titanium {name}: no such camera in {config.source}", file=sys.stderr)
         sys.exit(2)
     return config, camera
+
+
+Closer = Callable[[], object]  # may return an awaitable, which is awaited
+
+
+async def run_until_cancelled(tasks: Iterable[Awaitable[Any]], closers: Iterable[Closer]) -> None:
+    """An asyncio service's body: run ``tasks`` until one of them ends (an error) or the
+    service is cancelled (a stop), then cancel and await every task and call each closer
+    in order (end sessions, close sockets, terminate the context), however it ended."""
+    running = [asyncio.ensure_future(t) for t in tasks]
+    try:
+        await asyncio.gather(*running)
+    finally:
+        for t in running:
+            t.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        for close in closers:
+            try:
+                result = close()
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:  # one failing closer must not leave the rest undone
+                log.exception("while stopping")

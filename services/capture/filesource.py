@@ -14,6 +14,7 @@ import av
 import av.error
 import numpy as np
 
+from titanium.common import formats
 from titanium.services.capture.source import CapturedFrame, SourceError, StreamFormat
 
 
@@ -42,7 +43,7 @@ class FileSource:
         self._next = time.monotonic()
         self._rate = min(float(self.fps), clip) if clip > 0 else float(self.fps)
         size = self.width * self.height * 3 // 2
-        return StreamFormat("YU12", self.width, self.height, self._rate, size)
+        return StreamFormat(formats.YU12, self.width, self.height, self._rate, size)
 
     def _decode(self) -> Iterator[av.VideoFrame]:
         assert self._container is not None

@@ -17,6 +17,7 @@ import time
 
 import zmq
 
+from titanium.common import formats
 from titanium.common.bus import Publisher, Subscriber
 from titanium.common.config import CameraConfig
 from titanium.common.messages import (
@@ -223,7 +224,7 @@ class Capture:
         _release(view)
         w, h = placeholder.width, placeholder.height
         slot, seq = self.ring.commit(
-            len(jpeg), "MJPG", w, h, time.monotonic_ns(), int(wall * 1e9), FLAG_PLACEHOLDER
+            len(jpeg), formats.MJPG, w, h, time.monotonic_ns(), int(wall * 1e9), FLAG_PLACEHOLDER
         )
         self._publish(
             FrameReady(
@@ -232,7 +233,7 @@ class Capture:
                 self.ring.ring_id,
                 slot,
                 seq,
-                "MJPG",
+                formats.MJPG,
                 w,
                 h,
                 wall,
@@ -269,7 +270,7 @@ class Capture:
             camera=self.camera.id,
             source=self.source.description,
             online=self.online,
-            fourcc=fmt.fourcc if fmt else ("MJPG" if paused else ""),
+            fourcc=fmt.fourcc if fmt else (formats.MJPG if paused else ""),
             width=fmt.width if fmt else res.width,
             height=fmt.height if fmt else res.height,
             fps_configured=float(self.camera.fps),

@@ -34,14 +34,6 @@ class CapturedFrame:
     wall_ns: int
 
 
-def raw_frame_size(fourcc: str, width: int, height: int) -> int:
-    if fourcc in ("YU12", "NV12"):
-        return width * height * 3 // 2
-    if fourcc == "YUYV":
-        return width * height * 2
-    raise ValueError(f"no fixed frame size for {fourcc}")
-
-
 class FrameSource(Protocol):
     """A camera-like source. ``open`` starts streaming and tells the negotiated format;
     ``read_into`` blocks until the next frame is in ``buf`` (at most ``timeout`` seconds,

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 
+from titanium.common import formats
 from titanium.common.service import release_free_memory
 from titanium.common.timecode import draw_timecode, strip_box
 from titanium.services.capture.source import CapturedFrame, SourceError, StreamFormat
@@ -73,7 +74,7 @@ class TestPatternSource:
         self._tex = self._textures[size]
         self._next = time.monotonic()
         frame = self.width * self.height * 3 // 2
-        return StreamFormat("YU12", self.width, self.height, float(self.fps), frame)
+        return StreamFormat(formats.YU12, self.width, self.height, float(self.fps), frame)
 
     def read_into(self, buf: memoryview, timeout: float) -> CapturedFrame:
         if self._tex is None:

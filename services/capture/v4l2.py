@@ -32,13 +32,13 @@ from linuxpy.video.device import (
     human_pixel_format,
 )
 
+from titanium.common import formats
 from titanium.common.discover import node_caps
 from titanium.services.capture.source import (
     CapturedFrame,
     SourceConfigError,
     SourceError,
     StreamFormat,
-    raw_frame_size,
 )
 
 log = logging.getLogger("titanium.capture.v4l2")
@@ -54,10 +54,10 @@ MAX_GAP = 1 << 16
 # Config name → pixel formats to ask for, in preference order, and the fourcc we report.
 # Some cameras label their motion-JPEG stream 'JPEG' rather than 'MJPG'; the frames are alike.
 FORMATS: dict[str, tuple[tuple[PixelFormat, ...], str]] = {
-    "MJPEG": ((PixelFormat.MJPEG, PixelFormat.JPEG), "MJPG"),
-    "YUYV": ((PixelFormat.YUYV,), "YUYV"),
-    "NV12": ((PixelFormat.NV12,), "NV12"),
-    "YU12": ((PixelFormat.YUV420,), "YU12"),
+    "MJPEG": ((PixelFormat.MJPEG, PixelFormat.JPEG), formats.MJPG),
+    "YUYV": ((PixelFormat.YUYV,), formats.YUYV),
+    "NV12": ((PixelFormat.NV12,), formats.NV12),
+    "YU12": ((PixelFormat.YUV420,), formats.YU12),
 }
 
 
@@ -156,15 +156,15 @@ class V4L2Source:
                 f"{_offers(dev, offered, pixfmt)}"
             )
         self._fourcc, self._raw_size = fourcc, 0
-        if fourcc != "MJPG":
+        if fourcc != formats.MJPG:
             # Frames go on as tightly packed planes; a driver padding rows would shear them.
-            row = self.width * 2 if fourcc == "YUYV" else self.width
+            row = self.width * 2 if fourcc == formats.YUYV else self.width
             if fmt.bytesperline not in (0, row):
                 raise SourceConfigError(
                     f"{self.path} pads {fourcc} rows of {self.width} pixels to "
                     f"{fmt.bytesperline} bytes; choose another width or MJPEG"
                 )
-            self._raw_size = raw_frame_size(fourcc, self.width, self.height)
+            self._raw_size = formats.frame_size(fourcc, self.width, self.height)
         fps = self._set_fps(dev)
         self._apply_controls(dev)
         capacity = self._start_streaming(dev, int(fmt.sizeimage))
@@ -320,7 +320,7 @@ class V4L2Source:
         if buff.flags & BufferFlag.ERROR:
             return 0, "flagged ERROR"
         used = int(buff.bytesused)
-        if self._fourcc == "MJPG":
+        if self._fourcc == formats.MJPG:
             view = self._views[buff.index]
             if used < 2 or view[0] != 0xFF or view[1] != 0xD8:
                 return 0, "not JPEG"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
+from titanium.common import formats
 from titanium.common.config import CameraConfig
 
 log = logging.getLogger("titanium.encoder")
@@ -95,7 +96,7 @@ class H264Backend(Protocol):
     def close(self) -> None: ...
 
 
-PASSTHROUGH_FOURCCS = ("H264",)
+PASSTHROUGH_FOURCCS = (formats.H264,)
 
 
 class BackendFactory:

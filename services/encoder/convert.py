@@ -16,6 +16,7 @@ import numpy as np
 from av.video.codeccontext import VideoCodecContext
 from av.video.reformatter import ColorRange, VideoReformatter
 
+from titanium.common import formats
 from titanium.services.encoder.backend import FrameError, SourceFrame
 
 
@@ -49,31 +50,24 @@ class FrameLoader:
         """(the picture holding ``src``, full_range). The picture is reused: it is valid
         until the next call."""
         fourcc, w, h = src.fourcc, src.width, src.height
-        if fourcc == "MJPG":
+        if fourcc == formats.MJPG:
             return self._from_jpeg(src.data), True
-        a = np.frombuffer(src.data, np.uint8)
-        n = w * h
-        if fourcc == "YU12":
-            y, u, v = self._target(w, h)
-            if a.size < n * 3 // 2:
-                raise FrameError(f"a {w}x{h} YU12 frame needs {n * 3 // 2} bytes, got {a.size}")
-            y[:] = a[:n].reshape(h, w)
-            u[:] = a[n : n * 5 // 4].reshape(h // 2, w // 2)
-            v[:] = a[n * 5 // 4 : n * 3 // 2].reshape(h // 2, w // 2)
-        elif fourcc == "NV12":
-            y, u, v = self._target(w, h)
-            if a.size < n * 3 // 2:
-                raise FrameError(f"a {w}x{h} NV12 frame needs {n * 3 // 2} bytes, got {a.size}")
-            uv = a[n : n * 3 // 2].reshape(h // 2, w)
-            y[:] = a[:n].reshape(h, w)
-            u[:] = uv[:, 0::2]
-            v[:] = uv[:, 1::2]
-        elif fourcc == "YUYV":
-            if a.size < n * 2:
-                raise FrameError(f"a {w}x{h} YUYV frame needs {n * 2} bytes, got {a.size}")
-            return self._from_yuyv(a[: n * 2].reshape(h, w * 2), w, h), False
-        else:
+        if fourcc not in formats.RAW:
             raise FrameError(f"cannot encode {fourcc!r} frames")
+        try:
+            views = formats.planes(src.data, fourcc, w, h)
+        except ValueError as e:
+            raise FrameError(str(e)) from None
+        if fourcc == formats.YUYV:
+            return self._from_yuyv(views[0], w, h), False
+        y, u, v = self._target(w, h)
+        y[:] = views[0]
+        if fourcc == formats.YU12:
+            u[:] = views[1]
+            v[:] = views[2]
+        else:  # NV12
+            u[:] = views[1][:, 0::2]
+            v[:] = views[1][:, 1::2]
         assert self._pic is not None
         return self._pic, False
 

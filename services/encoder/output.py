@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+from titanium.common import formats
 from titanium.common.messages import EncodedReady
 from titanium.common.ring import FLAG_KEYFRAME, RingWriter
 
@@ -34,7 +35,9 @@ class AuRing:
         view[: len(data)] = data
         release(view)
         flags = FLAG_KEYFRAME if keyframe else 0
-        slot, seq = self.ring.commit(len(data), "H264", width, height, mono_ns, wall_ns, flags)
+        slot, seq = self.ring.commit(
+            len(data), formats.H264, width, height, mono_ns, wall_ns, flags
+        )
         return EncodedReady(
             camera=self.camera_id,
             codec="h264",

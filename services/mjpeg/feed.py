@@ -13,9 +13,10 @@ from dataclasses import dataclass
 import zmq
 import zmq.asyncio
 
+from titanium.common import formats
 from titanium.common.messages import CameraStatus, FrameReady, Heartbeat, MessageError, decode
 from titanium.common.ring import RingError, RingReader
-from titanium.services.mjpeg.jpeg import RAW_FOURCCS, encode_raw, strip_app_segments
+from titanium.services.mjpeg.jpeg import encode_raw, strip_app_segments
 from titanium.services.mjpeg.multipart import part
 
 log = logging.getLogger("titanium.mjpeg.feed")
@@ -152,9 +153,9 @@ class CameraFeed:
         lock, info, view = opened
         checked = False
         try:
-            if info.fourcc == "MJPG":
+            if info.fourcc == formats.MJPG:
                 jpeg = bytes(view)
-            elif info.fourcc not in RAW_FOURCCS:
+            elif info.fourcc not in formats.RAW:
                 log.warning("%s: no JPEG for %s frames", self.camera_id, info.fourcc)
                 return None
             elif copy:
@@ -174,7 +175,7 @@ class CameraFeed:
         if not checked and not reader.still_valid(ready.slot, lock):
             self.missed += 1
             return None
-        if info.fourcc == "MJPG":
+        if info.fourcc == formats.MJPG:
             jpeg = strip_app_segments(jpeg)
         self.jpeg_frames += 1
         self._n += 1

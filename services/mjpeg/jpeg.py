@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import simplejpeg
 
-RAW_FOURCCS = ("YU12", "NV12", "YUYV")
+from titanium.common import formats
 
 
 def encode_raw(buf: memoryview, fourcc: str, width: int, height: int, quality: int) -> bytes:
@@ -15,23 +15,19 @@ def encode_raw(buf: memoryview, fourcc: str, width: int, height: int, quality: i
     I420 planes are encoded in place; NV12 and YUYV chroma is de-interleaved with numpy
     slicing (YUYV stays 4:2:2, so no chroma is thrown away).
     """
-    a = np.frombuffer(buf, np.uint8)
-    n = width * height
-    if fourcc == "YU12":
-        y = a[:n].reshape(height, width)
-        u = a[n : n * 5 // 4].reshape(height // 2, width // 2)
-        v = a[n * 5 // 4 : n * 3 // 2].reshape(height // 2, width // 2)
-    elif fourcc == "NV12":
-        y = a[:n].reshape(height, width)
-        uv = a[n : n * 3 // 2].reshape(height // 2, width)
+    if fourcc not in formats.RAW:
+        raise ValueError(f"cannot JPEG-encode {fourcc!r} frames")
+    views = formats.planes(buf, fourcc, width, height)
+    if fourcc == formats.YU12:
+        y, u, v = views
+    elif fourcc == formats.NV12:
+        y, uv = views
         u, v = np.ascontiguousarray(uv[:, 0::2]), np.ascontiguousarray(uv[:, 1::2])
-    elif fourcc == "YUYV":
-        packed = a[: n * 2].reshape(height, width * 2)
+    else:
+        (packed,) = views
         y = np.ascontiguousarray(packed[:, 0::2])
         u = np.ascontiguousarray(packed[:, 1::4])
         v = np.ascontiguousarray(packed[:, 3::4])
-    else:
-        raise ValueError(f"cannot JPEG-encode {fourcc!r} frames")
     return bytes(simplejpeg.encode_jpeg_yuv_planes(y, u, v, quality=quality, fastdct=True))
 
 
