@@ -15,16 +15,12 @@ from aiohttp import web
 
 from titanium.common.config import Config
 from titanium.common.rpc import RpcError
+from titanium.services.mjpeg import cors
+from titanium.services.mjpeg.errors import http_error
 from titanium.services.mjpeg.keys import CONFIG, RPC
 from titanium.services.mjpeg.sdpfrag import parse_sdpfrag
 
 SIGNAL_TIMEOUT = 15.0  # ICE gathering on a busy board takes a while
-WHEP_CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "OPTIONS, POST, PATCH, DELETE",
-    "Access-Control-Allow-Headers": "Content-Type, If-Match, Authorization",
-    "Access-Control-Expose-Headers": "ETag, ID, Accept-Patch, Link, Location",
-}
 STATUS = {"not_found": 404, "busy": 503, "timeout": 503, "bad_sdp": 400, "bad_args": 400}
 
 
@@ -51,13 +47,7 @@ async def _call(request: web.Request, cmd: str, **args: Any) -> Any:
         reason = e.message
         if e.code == "timeout":
             reason = "the WebRTC service is not answering; MJPEG still works at stream"
-        raise _http(STATUS.get(e.code, 500), reason) from None
-
-
-def _http(status: int, reason: str) -> web.HTTPException:
-    exc = web.HTTPException(text=json.dumps({"error": reason}), content_type="application/json")
-    exc.set_status(status)
-    return exc
+        raise http_error(STATUS.get(e.code, 500), reason) from None
 
 
 def _ice_json(config: Config) -> list[dict[str, Any]]:
@@ -75,9 +65,9 @@ async def camera_streamer(request: web.Request) -> web.Response:
     try:
         body = json.loads(await request.text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _http(400, f"the body is not JSON: {e}") from None
+        raise http_error(400, f"the body is not JSON: {e}") from None
     if not isinstance(body, dict):
-        raise _http(400, "the body must be a JSON object with a 'type'")
+        raise http_error(400, "the body must be a JSON object with a 'type'")
     kind = body.get("type")
     if kind == "request":
         keepalive = bool(body.get("keepAlive", False))
@@ -116,22 +106,24 @@ async def camera_streamer(request: web.Request) -> web.Response:
     if kind == "remote_candidate":
         candidates = body.get("candidates")
         if not isinstance(candidates, list):
-            raise _http(400, "'candidates' must be a list")
+            raise http_error(400, "'candidates' must be a list")
         await _call(request, "candidates", session=_text_field(body, "id"), candidates=candidates)
         return web.json_response({})
-    raise _http(400, f"unknown type {kind!r}; expected request, offer, answer or remote_candidate")
+    raise http_error(
+        400, f"unknown type {kind!r}; expected request, offer, answer or remote_candidate"
+    )
 
 
 def _text_field(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value:
-        raise _http(400, f"'{name}' must be a non-empty string")
+        raise http_error(400, f"'{name}' must be a non-empty string")
     return value
 
 
 async def whep_options(request: web.Request) -> web.Response:
     """OPTIONS: exactly 204, the ICE servers as Link headers (RFC 9725 section 4.4)."""
-    response = web.Response(status=204, headers=WHEP_CORS)
+    response = web.Response(status=204)
     for s in _config(request).ice_servers:
         for url in s.urls:
             link = f'<{url}>; rel="ice-server"'
@@ -146,7 +138,7 @@ async def whep_options(request: web.Request) -> web.Response:
 
 async def whep_post(request: web.Request) -> web.Response:
     if request.content_type != "application/sdp":
-        raise _http(415, "a WHEP offer is sent as Content-Type: application/sdp")
+        raise http_error(415, "a WHEP offer is sent as Content-Type: application/sdp")
     sdp = await request.text()
     got = await _call(
         request,
@@ -164,7 +156,6 @@ async def whep_post(request: web.Request) -> web.Response:
         body=got["sdp"].encode(),
         content_type="application/sdp",
         headers={
-            **WHEP_CORS,
             "Location": location,
             "ETag": f'"{session}"',
             "ID": session,
@@ -175,24 +166,40 @@ async def whep_post(request: web.Request) -> web.Response:
 
 async def whep_patch(request: web.Request) -> web.Response:
     if request.content_type != "application/trickle-ice-sdpfrag":
-        raise _http(415, "trickle candidates are sent as application/trickle-ice-sdpfrag")
+        raise http_error(415, "trickle candidates are sent as application/trickle-ice-sdpfrag")
     try:
         candidates = parse_sdpfrag(await request.text())
     except ValueError as e:
-        raise _http(400, str(e)) from None
+        raise http_error(400, str(e)) from None
     await _call(request, "candidates", session=request.match_info["session"], candidates=candidates)
-    return web.Response(status=204, headers=WHEP_CORS)
+    return web.Response(status=204)
 
 
 async def whep_delete(request: web.Request) -> web.Response:
     await _call(request, "close", session=request.match_info["session"])
-    return web.Response(status=200, headers=WHEP_CORS)
+    return web.Response(status=200)
+
+
+WHEP_HEADERS = ("Content-Type", "If-Match", "Authorization")
+WHEP_EXPOSE = ("ETag", "ID", "Accept-Patch", "Link", "Location")
 
 
 def add_routes(app: web.Application) -> None:
+    """Fluidd sends If-Match with its trickle PATCH, OBS and GStreamer a Bearer token."""
     for prefix in ("", "/{camera}"):
-        app.router.add_post(f"{prefix}/webrtc", camera_streamer)
-        app.router.add_route("OPTIONS", f"{prefix}/whep", whep_options)
-        app.router.add_post(f"{prefix}/whep", whep_post)
-        app.router.add_patch(f"{prefix}/whep/{{session}}", whep_patch)
-        app.router.add_delete(f"{prefix}/whep/{{session}}", whep_delete)
+        cors.add(app, f"{prefix}/webrtc", {"POST": camera_streamer}, headers=("Content-Type",))
+        cors.add(
+            app,
+            f"{prefix}/whep",
+            {"POST": whep_post},
+            headers=WHEP_HEADERS,
+            expose=WHEP_EXPOSE,
+            options=whep_options,
+        )
+        cors.add(
+            app,
+            f"{prefix}/whep/{{session}}",
+            {"PATCH": whep_patch, "DELETE": whep_delete},
+            headers=WHEP_HEADERS,
+            expose=WHEP_EXPOSE,
+        )
