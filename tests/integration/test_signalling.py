@@ -177,7 +177,13 @@ def test_malformed_signalling_gets_4xx_with_a_reason(stack: Stack) -> None:
             404,
             "no camera",
         ),
-        ("/whep", "v=0\r\nm=video 9 x 0\r\n", {"Content-Type": "application/sdp"}, 400, "cannot"),
+        (
+            "/whep",
+            "v=0\r\nm=video 9 x 0\r\n",
+            {"Content-Type": "application/sdp"},
+            400,
+            "offer: m=video transport",
+        ),
     ]
 
     async def main() -> None:
