@@ -15,7 +15,7 @@ from titanium.common.endpoints import Endpoints
 from titanium.common.messages import Heartbeat
 from titanium.common.priority import parse_priority
 from titanium.common.rpc import RpcClient
-from titanium.services.mjpeg import signalling
+from titanium.services.mjpeg import cors, errors, signalling
 from titanium.services.mjpeg.feed import CameraFeed
 from titanium.services.mjpeg.health import Health
 from titanium.services.mjpeg.keys import (
@@ -31,30 +31,6 @@ from titanium.services.mjpeg.keys import (
 from titanium.services.mjpeg.multipart import OPENING, STREAM_HEADERS
 from titanium.services.mjpeg.status import status
 from titanium.services.mjpeg.viewers import Viewers
-
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
-    "Access-Control-Allow-Headers": "Content-Type",
-}
-
-
-@web.middleware
-async def cors(request: web.Request, handler: Any) -> web.StreamResponse:
-    """Both frontends fetch the stream from a worker in CORS mode: allow any origin.
-    A preflight gets 204 unless the route answers OPTIONS itself (WHEP does)."""
-    if request.method == "OPTIONS" and request.match_info.http_exception is not None:
-        return web.Response(status=204, headers=CORS)
-    try:
-        response: web.StreamResponse = await handler(request)
-    except web.HTTPException as e:
-        for key, value in CORS.items():
-            e.headers.setdefault(key, value)
-        raise
-    if not response.prepared:
-        for key, value in CORS.items():
-            response.headers.setdefault(key, value)
-    return response
 
 
 def _feed(request: web.Request) -> CameraFeed:
@@ -165,7 +141,8 @@ async def viewer_script(request: web.Request) -> web.Response:
 
 
 def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Application:
-    app = web.Application(middlewares=[cors])
+    app = web.Application(middlewares=[errors.last_resort])
+    app.on_response_prepare.append(cors.write_headers)
     app[CONFIG] = config
     app[STARTED] = started
     heartbeats: dict[str, tuple[Heartbeat, float]] = {}
@@ -181,18 +158,13 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
     app[RPC] = RpcClient(ctx, endpoints.webrtc_rpc())
     app[GOVERNOR] = RpcClient(ctx, endpoints.governor_rpc())
     app[VIEWERS] = Viewers(config, ctx, started)
-    routes = [
-        web.get("/", index),
-        web.get("/{script:[a-z-]+}.js", viewer_script),
-        web.get("/stream", stream),
-        web.get("/snapshot", snapshot),
-        web.get("/snapshot.jpg", snapshot),
-        web.get("/status", status),
-        web.get("/{camera}/stream", stream),
-        web.get("/{camera}/snapshot", snapshot),
-        web.get("/{camera}/snapshot.jpg", snapshot),
-    ]
-    app.add_routes(routes)
+    for prefix in ("", "/{camera}"):
+        cors.add(app, f"{prefix}/stream", {"GET": stream})
+        cors.add(app, f"{prefix}/snapshot", {"GET": snapshot}, expose=("X-Timestamp",))
+        cors.add(app, f"{prefix}/snapshot.jpg", {"GET": snapshot}, expose=("X-Timestamp",))
+    cors.add(app, "/", {"GET": index}, expose=("X-Timestamp",))
+    cors.add(app, "/{script:[a-z-]+}.js", {"GET": viewer_script})
+    cors.add(app, "/status", {"GET": status})
     signalling.add_routes(app)
 
     async def feeds_ctx(app: web.Application) -> Any:

@@ -8,24 +8,35 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
+from yarl import URL
 
 from titanium.common.config import Config
 from titanium.common.rpc import RpcError
+from titanium.services.mjpeg import cors
+from titanium.services.mjpeg.bodies import JSON_LIMIT, SDP_LIMIT, SDPFRAG_LIMIT, read_text
+from titanium.services.mjpeg.errors import http_error
 from titanium.services.mjpeg.keys import CONFIG, RPC
 from titanium.services.mjpeg.sdpfrag import parse_sdpfrag
 
+log = logging.getLogger("titanium.mjpeg.signalling")
 SIGNAL_TIMEOUT = 15.0  # ICE gathering on a busy board takes a while
-WHEP_CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Allow-Methods": "OPTIONS, POST, PATCH, DELETE",
-    "Access-Control-Allow-Headers": "Content-Type, If-Match, Authorization",
-    "Access-Control-Expose-Headers": "ETag, ID, Accept-Patch, Link, Location",
+STATUS = {
+    "not_found": 404,
+    "busy": 503,
+    "timeout": 503,
+    "disconnected": 503,
+    "bad_sdp": 400,
+    "bad_args": 400,
 }
-STATUS = {"not_found": 404, "busy": 503, "timeout": 503, "bad_sdp": 400, "bad_args": 400}
+# A proxy in front: the Host it sends is not the one the client used.
+PROXY_HEADERS = ("Via", "Forwarded", "X-Forwarded-For", "X-Real-IP", "X-Forwarded-Prefix")
+MAX_CANDIDATES = 64  # per request; a browser gathers a handful per interface
 
 
 def _config(request: web.Request) -> Config:
@@ -44,20 +55,23 @@ def _priority(request: web.Request) -> str:
 
 
 async def _call(request: web.Request, cmd: str, **args: Any) -> Any:
-    """Relay one command; RpcErrors become the HTTP status their code stands for."""
-    try:
-        return await request.app[RPC].call(cmd, timeout=SIGNAL_TIMEOUT, **args)
-    except RpcError as e:
-        reason = e.message
-        if e.code == "timeout":
-            reason = "the WebRTC service is not answering; MJPEG still works at stream"
-        raise _http(STATUS.get(e.code, 500), reason) from None
-
-
-def _http(status: int, reason: str) -> web.HTTPException:
-    exc = web.HTTPException(text=json.dumps({"error": reason}), content_type="application/json")
-    exc.set_status(status)
-    return exc
+    """Relay one command; RpcErrors become the HTTP status their code stands for. A
+    request the webrtc service took with it when it died is sent again, once: it is
+    back in about a second and would never answer the lost one."""
+    deadline = asyncio.get_running_loop().time() + SIGNAL_TIMEOUT
+    for attempt in (1, 2):
+        remaining = max(0.1, deadline - asyncio.get_running_loop().time())
+        try:
+            return await request.app[RPC].call(cmd, timeout=remaining, **args)
+        except RpcError as e:
+            if e.code == "disconnected" and attempt == 1:
+                log.info("webrtc service went away during %r; sending it again", cmd)
+                continue
+            reason = e.message
+            if e.code in ("timeout", "disconnected"):
+                reason = "the WebRTC service is not answering; MJPEG still works at stream"
+            raise http_error(STATUS.get(e.code, 500), reason) from None
+    raise AssertionError("unreachable")
 
 
 def _ice_json(config: Config) -> list[dict[str, Any]]:
@@ -72,12 +86,15 @@ def _ice_json(config: Config) -> list[dict[str, Any]]:
 
 async def camera_streamer(request: web.Request) -> web.Response:
     """POST /webrtc. Mainsail sends no Content-Type: the body is JSON whatever the header."""
+    text = await read_text(request, JSON_LIMIT, "the body")
     try:
-        body = json.loads(await request.text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise _http(400, f"the body is not JSON: {e}") from None
+        body = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise http_error(400, f"the body is not JSON: {e}") from None
+    except RecursionError:
+        raise http_error(400, "the body is nested too deeply to be signalling") from None
     if not isinstance(body, dict):
-        raise _http(400, "the body must be a JSON object with a 'type'")
+        raise http_error(400, "the body must be a JSON object with a 'type'")
     kind = body.get("type")
     if kind == "request":
         keepalive = bool(body.get("keepAlive", False))
@@ -114,24 +131,43 @@ async def camera_streamer(request: web.Request) -> web.Response:
         )
         return web.json_response({})
     if kind == "remote_candidate":
-        candidates = body.get("candidates")
-        if not isinstance(candidates, list):
-            raise _http(400, "'candidates' must be a list")
+        candidates = _candidates(body.get("candidates"))
         await _call(request, "candidates", session=_text_field(body, "id"), candidates=candidates)
         return web.json_response({})
-    raise _http(400, f"unknown type {kind!r}; expected request, offer, answer or remote_candidate")
+    raise http_error(
+        400, f"unknown type {kind!r}; expected request, offer, answer or remote_candidate"
+    )
+
+
+def _candidates(value: Any) -> list[dict[str, Any]]:
+    """Browser RTCIceCandidateInit dicts, only the fields the webrtc service reads."""
+    if not isinstance(value, list):
+        raise http_error(400, "'candidates' must be a list")
+    if len(value) > MAX_CANDIDATES:
+        raise http_error(400, f"at most {MAX_CANDIDATES} candidates per request")
+    out = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("candidate", ""), str):
+            raise http_error(400, "each candidate is {candidate, sdpMid, sdpMLineIndex}")
+        mid, index = item.get("sdpMid"), item.get("sdpMLineIndex")
+        if mid is not None and not isinstance(mid, str):
+            raise http_error(400, "a candidate's sdpMid must be a string or null")
+        if index is not None and (type(index) is not int or not 0 <= index < 256):
+            raise http_error(400, "a candidate's sdpMLineIndex must be a small number or null")
+        out.append({"candidate": item.get("candidate", ""), "sdpMid": mid, "sdpMLineIndex": index})
+    return out
 
 
 def _text_field(body: dict[str, Any], name: str) -> str:
     value = body.get(name)
     if not isinstance(value, str) or not value:
-        raise _http(400, f"'{name}' must be a non-empty string")
+        raise http_error(400, f"'{name}' must be a non-empty string")
     return value
 
 
 async def whep_options(request: web.Request) -> web.Response:
     """OPTIONS: exactly 204, the ICE servers as Link headers (RFC 9725 section 4.4)."""
-    response = web.Response(status=204, headers=WHEP_CORS)
+    response = web.Response(status=204)
     for s in _config(request).ice_servers:
         for url in s.urls:
             link = f'<{url}>; rel="ice-server"'
@@ -146,8 +182,8 @@ async def whep_options(request: web.Request) -> web.Response:
 
 async def whep_post(request: web.Request) -> web.Response:
     if request.content_type != "application/sdp":
-        raise _http(415, "a WHEP offer is sent as Content-Type: application/sdp")
-    sdp = await request.text()
+        raise http_error(415, "a WHEP offer is sent as Content-Type: application/sdp")
+    sdp = await read_text(request, SDP_LIMIT, "the offer")
     got = await _call(
         request,
         "offer",
@@ -157,14 +193,12 @@ async def whep_post(request: web.Request) -> web.Response:
         priority=_priority(request),
     )
     session = got["session"]
-    # Relative: resolved against this request's URL it stays under nginx's prefix.
-    location = f"whep/{session}"
+    location = _session_url(request, session)
     return web.Response(
         status=201,
         body=got["sdp"].encode(),
         content_type="application/sdp",
         headers={
-            **WHEP_CORS,
             "Location": location,
             "ETag": f'"{session}"',
             "ID": session,
@@ -173,26 +207,72 @@ async def whep_post(request: web.Request) -> web.Response:
     )
 
 
+def _session_url(request: web.Request, session: str) -> str:
+    """The session's ``Location``. RFC 9725 resolves it against the endpoint URL, but
+    some players (Eyevinn's) resolve it against their page, on another server. An absolute
+    URL serves both, when we know the URL the client used: the request came straight to
+    us (its Host names our port, no proxy headers), or the proxy said where it mounts us
+    (X-Forwarded-Host, -Proto, -Prefix). Otherwise, behind a prefix nginx strips, only a
+    relative reference stays under that prefix."""
+    headers = request.headers
+    forwarded_host = headers.get("X-Forwarded-Host")
+    if forwarded_host:
+        proto = headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+        prefix = headers.get("X-Forwarded-Prefix", "").rstrip("/")
+        return f"{proto}://{forwarded_host.split(',')[0].strip()}{prefix}{request.path}/{session}"
+    proxied = any(name in headers for name in PROXY_HEADERS)
+    sockname = request.transport.get_extra_info("sockname") if request.transport else None
+    local_port = sockname[1] if isinstance(sockname, tuple) and len(sockname) >= 2 else None
+    try:
+        host_port = URL(f"http://{request.host}").explicit_port
+    except ValueError:
+        host_port = None
+    # nginx's default Host for proxy_pass http://127.0.0.1:8080/ looks direct; a page
+    # from a remote origin shows that it is not.
+    origin = URL(headers.get("Origin", "null"))
+    loopback = ("127.0.0.1", "localhost", "[::1]", "::1")
+    relayed = request.host.rsplit(":", 1)[0] in loopback and origin.host not in (None, *loopback)
+    if not proxied and not relayed and host_port is not None and host_port == local_port:
+        return f"{request.scheme}://{request.host}{request.path}/{session}"
+    return f"whep/{session}"
+
+
 async def whep_patch(request: web.Request) -> web.Response:
     if request.content_type != "application/trickle-ice-sdpfrag":
-        raise _http(415, "trickle candidates are sent as application/trickle-ice-sdpfrag")
+        raise http_error(415, "trickle candidates are sent as application/trickle-ice-sdpfrag")
     try:
-        candidates = parse_sdpfrag(await request.text())
+        candidates = parse_sdpfrag(await read_text(request, SDPFRAG_LIMIT, "the sdpfrag"))
     except ValueError as e:
-        raise _http(400, str(e)) from None
+        raise http_error(400, str(e)) from None
     await _call(request, "candidates", session=request.match_info["session"], candidates=candidates)
-    return web.Response(status=204, headers=WHEP_CORS)
+    return web.Response(status=204)
 
 
 async def whep_delete(request: web.Request) -> web.Response:
     await _call(request, "close", session=request.match_info["session"])
-    return web.Response(status=200, headers=WHEP_CORS)
+    return web.Response(status=200)
+
+
+WHEP_HEADERS = ("Content-Type", "If-Match", "Authorization")
+WHEP_EXPOSE = ("ETag", "ID", "Accept-Patch", "Link", "Location")
 
 
 def add_routes(app: web.Application) -> None:
+    """Fluidd sends If-Match with its trickle PATCH, OBS and GStreamer a Bearer token."""
     for prefix in ("", "/{camera}"):
-        app.router.add_post(f"{prefix}/webrtc", camera_streamer)
-        app.router.add_route("OPTIONS", f"{prefix}/whep", whep_options)
-        app.router.add_post(f"{prefix}/whep", whep_post)
-        app.router.add_patch(f"{prefix}/whep/{{session}}", whep_patch)
-        app.router.add_delete(f"{prefix}/whep/{{session}}", whep_delete)
+        cors.add(app, f"{prefix}/webrtc", {"POST": camera_streamer}, headers=("Content-Type",))
+        cors.add(
+            app,
+            f"{prefix}/whep",
+            {"POST": whep_post},
+            headers=WHEP_HEADERS,
+            expose=WHEP_EXPOSE,
+            options=whep_options,
+        )
+        cors.add(
+            app,
+            f"{prefix}/whep/{{session}}",
+            {"PATCH": whep_patch, "DELETE": whep_delete},
+            headers=WHEP_HEADERS,
+            expose=WHEP_EXPOSE,
+        )

@@ -13,6 +13,8 @@ import aioice.ice
 from aiortc import RTCIceCandidate, RTCRtpSender, RTCRtpTransceiver
 from aiortc.sdp import candidate_from_sdp
 
+from titanium.services.webrtc.checks import candidate_problem
+
 log = logging.getLogger("titanium.webrtc.ice")
 LOOPBACK = "127.0.0.1"
 _original_host_addresses = aioice.ice.get_host_addresses
@@ -101,15 +103,18 @@ def parse_candidates(items: Any, loopback_only: bool) -> list[RTCIceCandidate]:
             text = text[len("candidate:") :]
         if not text.strip():
             continue
-        try:
-            cand = candidate_from_sdp(text)
-        except (ValueError, IndexError) as e:
-            raise ValueError(f"unreadable candidate {text!r}: {e}") from None
+        problem = candidate_problem(text)
+        if problem:
+            raise ValueError(f"candidate: {problem}")
+        cand = candidate_from_sdp(text)
         if loopback_only and cand.ip.endswith(".local"):
             continue
-        cand.sdpMid = item.get("sdpMid")
-        index = item.get("sdpMLineIndex")
-        cand.sdpMLineIndex = index if isinstance(index, int) else None
+        mid, index = item.get("sdpMid"), item.get("sdpMLineIndex")
+        cand.sdpMid = mid if isinstance(mid, str) else None
+        ok_index = isinstance(index, int) and not isinstance(index, bool) and index >= 0
+        # Neither (go2rtc-style bare candidates): the first m-line, which is the bundled
+        # one. aiortc would refuse it only when the answer came, failing the session.
+        cand.sdpMLineIndex = index if ok_index else (0 if cand.sdpMid is None else None)
         out.append(cand)
     return out
 

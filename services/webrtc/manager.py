@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 
 from titanium.common.config import Config
 from titanium.common.messages import (
@@ -38,6 +39,7 @@ from titanium.common.messages import (
 )
 from titanium.common.priority import admitted, parse_priority
 from titanium.common.rpc import RpcError, arg
+from titanium.services.webrtc.checks import check_sdp
 from titanium.services.webrtc.feed import EncodedFeed
 from titanium.services.webrtc.ice import (
     parse_candidates,
@@ -48,6 +50,7 @@ from titanium.services.webrtc.session import Feedback, Session
 from titanium.services.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger("titanium.webrtc")
+AIORTC_ERRORS = (InvalidAccessError, InvalidStateError, OperationError)  # say what is wrong
 DEMAND_PERIOD = 1.0
 HINT_WINDOW = 5.0
 
@@ -88,9 +91,10 @@ class SessionManager:
         sdp = arg(args, "sdp", str)
         if "m=video" not in sdp:
             raise RpcError("bad_sdp", "the offer has no video section")
-        session = self._new_session(
-            arg(args, "camera", str), arg(args, "dialect", str, "whep"), _priority(args)
-        )
+        camera = arg(args, "camera", str)
+        self._feed(camera)  # an unknown camera is the first thing to say
+        _check(sdp, "offer")
+        session = self._new_session(camera, arg(args, "dialect", str, "whep"), _priority(args))
         pc = session.pc
         # Our transceiver first, H.264 preferred, so the offer's video section binds to it.
         video = pc.addTransceiver(session.track, direction="sendonly")
@@ -103,12 +107,12 @@ class SessionManager:
                 if t is not video:  # Mainsail offers audio too: we have none to send
                     t.direction = "inactive"
             await pc.setLocalDescription(await pc.createAnswer())
-        except (ValueError, AttributeError, TypeError) as e:
+        except (ValueError, *AIORTC_ERRORS) as e:  # aiortc's reasons, e.g. no H.264
             await self._drop(session, f"bad offer: {e}")
             raise RpcError("bad_sdp", f"cannot use this offer: {e}") from None
-        except Exception as e:  # aiortc raises its own errors for unusable offers
-            await self._drop(session, f"offer failed: {e}")
-            raise RpcError("bad_sdp", f"cannot answer this offer: {e}") from None
+        except Exception as e:  # passed checks.py yet aiortc failed: ours to fix
+            await self._drop(session, f"offer failed: {type(e).__name__}: {e}")
+            raise RpcError("bad_sdp", "cannot answer this offer") from None
         self._started(session, video.sender)
         return {"session": session.id, "sdp": pc.localDescription.sdp}
 
@@ -129,10 +133,14 @@ class SessionManager:
         sdp = arg(args, "sdp", str)
         if self._loopback_only:
             sdp = strip_mdns_candidates(sdp)
+        _check(sdp, "answer")
         try:
             await session.pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
-        except Exception as e:
+        except (ValueError, *AIORTC_ERRORS) as e:
             raise RpcError("bad_sdp", f"cannot use this answer: {e}") from None
+        except Exception as e:
+            log.warning("session %s: answer failed: %s: %s", session.id, type(e).__name__, e)
+            raise RpcError("bad_sdp", "cannot use this answer") from None
         for cand in session.pending:
             await session.pc.addIceCandidate(cand)
         session.pending.clear()
@@ -170,9 +178,7 @@ class SessionManager:
     # -- sessions ---------------------------------------------------------------------
 
     def _new_session(self, camera: str, dialect: str, priority: str) -> Session:
-        feed = self.feeds.get(camera)
-        if feed is None:
-            raise RpcError("not_found", f"no camera {camera!r}; cameras: {', '.join(self.feeds)}")
+        feed = self._feed(camera)
         if not admitted(priority, self.admission.min_priority):
             raise RpcError(
                 "busy", f"{priority}-priority viewers are not served now: {self.admission.reason}"
@@ -191,6 +197,12 @@ class SessionManager:
         feed.viewers += 1
         self._demand(camera)
         return session
+
+    def _feed(self, camera: str) -> EncodedFeed:
+        feed = self.feeds.get(camera)
+        if feed is None:
+            raise RpcError("not_found", f"no camera {camera!r}; cameras: {', '.join(self.feeds)}")
+        return feed
 
     def _started(self, session: Session, sender: Any) -> None:
         session.watch_rtcp(sender)
@@ -271,6 +283,13 @@ class SessionManager:
     async def close_all(self) -> None:
         for session in list(self.sessions.values()):
             await self._drop(session, "service stopping")
+
+
+def _check(sdp: str, what: str) -> None:
+    try:
+        check_sdp(sdp, what)
+    except ValueError as e:
+        raise RpcError("bad_sdp", str(e)) from None
 
 
 def _priority(args: dict[str, Any]) -> str:
