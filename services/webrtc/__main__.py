@@ -3,7 +3,6 @@ through the HTTP front door over ZeroMQ."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
@@ -13,18 +12,12 @@ import time
 import zmq
 import zmq.asyncio
 
-from titanium.common.config import Config, ConfigError, load_config
+from titanium.common.bus import Publisher, Subscriber
+from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints, unlink_ipc
-from titanium.common.messages import (
-    Heartbeat,
-    Message,
-    MessageError,
-    ViewerAdmission,
-    decode_as,
-    encode,
-)
+from titanium.common.messages import Heartbeat, ViewerAdmission
 from titanium.common.rpc import serve
-from titanium.common.service import Service
+from titanium.common.service import Service, run_until_cancelled, service_config
 from titanium.services.webrtc import proof
 from titanium.services.webrtc.feed import EncodedFeed
 from titanium.services.webrtc.ice import gather_on
@@ -36,79 +29,51 @@ log = logging.getLogger("titanium.webrtc")
 async def run(config: Config, service: Service) -> None:
     endpoints = Endpoints(config.runtime_dir)
     ctx = zmq.asyncio.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    pub.bind(endpoints.webrtc_pub())
+    pub = Publisher(ctx, endpoints.webrtc_pub())
     rpc = ctx.socket(zmq.ROUTER)
     rpc.setsockopt(zmq.LINGER, 0)
     rpc.bind(endpoints.webrtc_rpc())
-    governor = ctx.socket(zmq.SUB)
-    governor.setsockopt(zmq.LINGER, 0)
-    governor.setsockopt(zmq.SUBSCRIBE, ViewerAdmission.TOPIC)
-    governor.connect(endpoints.governor_pub())
-
-    def publish(msg: Message) -> None:
-        try:
-            pub.send_multipart(encode(msg), flags=zmq.NOBLOCK)
-        except zmq.Again:
-            pass
-
-    heartbeats: dict[str, tuple[Heartbeat, float]] = {}
+    governor = Subscriber(ctx, [endpoints.governor_pub()], (ViewerAdmission,))
     feeds = {
-        cam.id: EncodedFeed(cam.id, endpoints.encoder_pub(cam.id), ctx, heartbeats)
-        for cam in config.cameras
+        cam.id: EncodedFeed(cam.id, endpoints.encoder_pub(cam.id), ctx) for cam in config.cameras
     }
     addresses = config.webrtc.ice_addresses
     loopback_only = bool(addresses) and all(a.startswith("127.") or a == "::1" for a in addresses)
-    manager = SessionManager(config, feeds, publish, loopback_only)
+    manager = SessionManager(config, feeds, pub.publish, loopback_only)
 
     async def follow_governor() -> None:
-        while True:
-            frames = await governor.recv_multipart()
-            try:
-                await manager.admit(decode_as(ViewerAdmission, frames))
-            except MessageError as e:
-                log.warning("dropped a bad message: %s", e)
+        async for msg in governor:
+            assert isinstance(msg, ViewerAdmission)
+            await manager.admit(msg)
 
     async def beat() -> None:
         while True:
-            publish(Heartbeat("webrtc", os.getpid(), service.started))
+            pub.publish(Heartbeat("webrtc", os.getpid(), service.started))
             await asyncio.sleep(1.0)
 
-    tasks = [asyncio.ensure_future(f.run()) for f in feeds.values()]
-    tasks += [
-        asyncio.ensure_future(serve(rpc, manager.handlers())),
-        asyncio.ensure_future(manager.run()),
-        asyncio.ensure_future(beat()),
-        asyncio.ensure_future(follow_governor()),
-    ]
     log.info("WebRTC signalling on %s", endpoints.webrtc_rpc())
-    try:
-        await asyncio.gather(*tasks)
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await manager.close_all()
-        for f in feeds.values():
-            f.close()
-        pub.close()
-        rpc.close()
-        governor.close()
-        ctx.term()
-        unlink_ipc(endpoints.webrtc_pub())
-        unlink_ipc(endpoints.webrtc_rpc())
+    await run_until_cancelled(
+        [
+            *(f.run() for f in feeds.values()),
+            serve(rpc, manager.handlers()),
+            manager.run(),
+            beat(),
+            follow_governor(),
+        ],
+        [
+            manager.close_all,
+            *(f.close for f in feeds.values()),
+            pub.close,
+            rpc.close,
+            governor.close,
+            ctx.term,
+            lambda: unlink_ipc(endpoints.webrtc_rpc()),
+        ],
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="titanium.services.webrtc")
-    parser.add_argument("--config", default=os.environ.get("TITANIUM_CONFIG"))
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"titanium webrtc: bad config: {e}", file=sys.stderr)
-        return 2
+    config = service_config("webrtc", argv)
     service = Service("webrtc")
     logging.getLogger("aioice").setLevel(logging.WARNING)  # a line per ICE check otherwise
     proof.install()

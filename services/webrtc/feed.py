@@ -5,20 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 
 import zmq
 import zmq.asyncio
 
-from titanium.common.messages import (
-    EncodedReady,
-    EncoderStatus,
-    Heartbeat,
-    MessageError,
-    decode,
-)
-from titanium.common.ring import RingError, RingReader
+from titanium.common.bus import Subscriber
+from titanium.common.messages import EncodedReady, EncoderStatus
+from titanium.common.ring import RingError, RingFollower
 
 log = logging.getLogger("titanium.webrtc.feed")
 
@@ -42,52 +36,34 @@ class EncodedFeed:
         camera_id: str,
         endpoint: str,
         ctx: zmq.asyncio.Context,
-        heartbeats: dict[str, tuple[Heartbeat, float]],
     ) -> None:
         self.camera_id = camera_id
         self.viewers = 0
         self.latest: AccessUnit | None = None
         self.status: EncoderStatus | None = None
         self.missed = 0  # AUs overwritten in the ring before they could be read
-        self._heartbeats = heartbeats
-        self._sub = ctx.socket(zmq.SUB)
-        self._sub.setsockopt(zmq.LINGER, 0)
-        self._sub.setsockopt(zmq.RCVHWM, 256)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self._sub.connect(endpoint)
-        self._reader: RingReader | None = None
+        self._sub = Subscriber(ctx, [endpoint], (EncodedReady, EncoderStatus), hwm=256)
+        self._ring = RingFollower()
         self._last: tuple[int, int] | None = None  # (ring_id, seq) of the last AU read
         self._n = 0
         self._new = asyncio.Event()
 
     async def run(self) -> None:
-        while True:
-            frames = await self._sub.recv_multipart()
-            try:
-                msg = decode(frames)
-            except MessageError as e:
-                log.warning("%s: dropped a bad message: %s", self.camera_id, e)
-                continue
+        async for msg in self._sub:
             if isinstance(msg, EncodedReady):
                 if self.viewers:
                     self._take(msg)
             elif isinstance(msg, EncoderStatus):
                 self.status = msg
-            elif isinstance(msg, Heartbeat):
-                self._heartbeats[msg.service] = (msg, time.monotonic())
 
     def _take(self, ready: EncodedReady) -> None:
         """Copy the AU out of the ring (a few kB: cheaper than holding the slot)."""
         try:
-            if self._reader is None or self._reader.ring_id != ready.ring_id:
-                if self._reader is not None:
-                    self._reader.close()
-                self._reader = None
-                self._reader = RingReader.attach(ready.ring)
+            reader = self._ring.follow(ready.ring, ready.ring_id)
         except RingError as e:
             log.warning("%s: %s", self.camera_id, e)
             return
-        got = self._reader.read(ready.slot, ready.seq)
+        got = reader.read(ready.slot, ready.seq)
         if got is None:
             self.missed += 1
             return
@@ -111,5 +87,4 @@ class EncodedFeed:
 
     def close(self) -> None:
         self._sub.close()
-        if self._reader is not None:
-            self._reader.close()
+        self._ring.close()
