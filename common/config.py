@@ -51,7 +51,11 @@ QUALITY_JPEG = {"high": 85, "medium": 70, "low": 50}
 # The specification's quality profiles (the governor's ladder rungs) for
 # `streaming.default_quality`; 'auto' is the camera's own configured size and rate.
 PROFILES = ("1080p60", "1080p30", "720p30", "720p15", "480p15", "360p5")
-BITRATE_KBPS = (100, 50000)
+# bit/s: no stream is given less, whatever a viewer's link or the governor's ladder
+# suggests, unless its own ceiling is lower still. Under it 720p is mush, and a smaller
+# size or rate (the governor's ladder) is the better lever.
+MIN_BITRATE = 100_000
+BITRATE_KBPS = (MIN_BITRATE // 1000, 50000)
 CAMERA_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,31}$")
 V4L2_PATH = re.compile(r"^/dev/(video\d+|v4l/by-(id|path)/.+)$")
 PIXEL_FORMATS = ("auto", "MJPEG", "YUYV", "NV12", "YU12")
@@ -84,6 +88,10 @@ class CameraConfig:
     cpu: int | None
     realtime_priority: int
     priority: str  # 'high' (print monitoring), 'medium', 'low' (background)
+
+    @property
+    def bitrate_bps(self) -> int:
+        return self.bitrate * 1000
 
     @property
     def source_kind(self) -> str:
@@ -221,6 +229,11 @@ def _bitrate(value: int | str) -> int:
     if not lo <= kbps <= hi:
         raise ValueError(f"from {lo} to {hi} kbit/s, {BITRATE_FORMS}")
     return round(kbps)
+
+
+def floored_bitrate(bitrate: int, ceiling: int) -> int:
+    """``bitrate`` (bit/s) raised to MIN_BITRATE, unless the ``ceiling`` is lower still."""
+    return max(min(MIN_BITRATE, ceiling), bitrate)
 
 
 def _default_quality(value: str) -> str:

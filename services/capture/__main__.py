@@ -6,8 +6,8 @@ import sys
 
 from titanium.common.endpoints import Endpoints
 from titanium.common.service import Service, camera_service_args, pin_cpus, set_realtime
+from titanium.services.capture.factory import make_source
 from titanium.services.capture.loop import run_capture
-from titanium.services.capture.source import make_source
 
 
 def main(argv: list[str] | None = None) -> int:

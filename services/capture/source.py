@@ -6,8 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from titanium.common.config import CameraConfig
-
 
 class SourceError(RuntimeError):
     """The source cannot deliver frames now (unplugged, busy, failed); capture retries."""
@@ -55,28 +53,3 @@ class FrameSource(Protocol):
     def controls(self) -> dict[str, int]: ...
 
     def close(self) -> None: ...
-
-
-def make_source(camera: CameraConfig) -> FrameSource:
-    """The source the camera's ``device`` names; imports only what that source needs."""
-    kind = camera.source_kind
-    if kind == "testpattern":
-        from titanium.services.capture.testpattern import TestPatternSource
-
-        return TestPatternSource(camera.resolution.width, camera.resolution.height, camera.fps)
-    if kind == "file":
-        from titanium.services.capture.filesource import FileSource
-
-        return FileSource(
-            camera.device[5:], camera.resolution.width, camera.resolution.height, camera.fps
-        )
-    from titanium.services.capture.v4l2 import V4L2Source
-
-    return V4L2Source(
-        camera.device,
-        camera.resolution.width,
-        camera.resolution.height,
-        camera.fps,
-        camera.format,
-        dict(camera.controls),
-    )

@@ -19,7 +19,8 @@ from titanium.common.messages import (
     StreamDemand,
 )
 from titanium.common.service import Service, camera_service_args
-from titanium.services.encoder.backend import BackendFactory, EncoderSettings
+from titanium.services.encoder.backend import EncoderSettings
+from titanium.services.encoder.factory import BackendFactory
 from titanium.services.encoder.loop import Encoder
 
 log = logging.getLogger("titanium.encoder")

@@ -24,15 +24,14 @@ from titanium.common.messages import (
 from titanium.common.ring import RingError, RingFollower, RingReader
 from titanium.common.service import release_free_memory
 from titanium.services.encoder.backend import (
-    PASSTHROUGH_FOURCCS,
     AccessUnit,
     BackendError,
-    BackendFactory,
     FrameError,
     H264Backend,
     SourceFrame,
 )
 from titanium.services.encoder.control import EncodeControl
+from titanium.services.encoder.factory import PASSTHROUGH_FOURCCS, BackendFactory
 from titanium.services.encoder.nal import ParameterSets
 from titanium.services.encoder.output import AuRing, release
 

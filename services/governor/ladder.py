@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from titanium.common.config import CameraConfig
+from titanium.common.config import CameraConfig, floored_bitrate
 from titanium.common.govconfig import RungSpec
 
-MIN_BITRATE = 100_000  # the encoder's own floor (services/encoder/backend.py)
 PAUSED = "paused"
 PAUSED_FPS = 1  # the "paused" frame is refreshed once a second
 
@@ -81,7 +80,7 @@ def build_ladder(
 ) -> Ladder:
     """``best`` (the default quality) caps the top: the camera's rung gives way to it."""
     width, height, fps = camera.resolution.width, camera.resolution.height, camera.fps
-    top_bitrate = camera.bitrate * 1000
+    top_bitrate = camera.bitrate_bps
     rungs = [Rung(f"{height}p{fps}", width, height, fps, top_bitrate)]
     for spec in (best, *specs) if best else specs:
         h, f = min(_even(spec.height), height), min(spec.fps, fps)
@@ -90,7 +89,7 @@ def build_ladder(
             continue
         w = width if h == height else _even(width * h / height)
         share = (w * h * f) / (width * height * fps)
-        bitrate = max(min(MIN_BITRATE, top_bitrate), int(top_bitrate * share**0.75))
+        bitrate = floored_bitrate(int(top_bitrate * share**0.75), top_bitrate)
         rungs.append(Rung(f"{h}p{f}", w, h, f, bitrate))
     if best and (height > best.height or fps > best.fps):
         rungs.pop(0)  # the camera's own rung is above the default quality

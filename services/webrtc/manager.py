@@ -254,7 +254,7 @@ class SessionManager:
         """The lowest recent hint across a camera's viewers: the encoder serves them all."""
         now = time.monotonic()
         if source == "loss":
-            ceiling = self.config.camera(session.camera).bitrate * 1000
+            ceiling = self.config.camera(session.camera).bitrate_bps
             previous = session.bitrate_hint[0] if session.bitrate_hint else ceiling
             bitrate = int(previous * 0.85)
         session.bitrate_hint = (bitrate, now)

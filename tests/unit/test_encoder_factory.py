@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.unit.encoder_frames import NullBackend, settings
-from titanium.services.encoder.backend import (
-    BackendError,
-    BackendFactory,
-    EncoderSettings,
-    H264Backend,
-    open_backend,
-)
+from titanium.services.encoder.backend import BackendError, EncoderSettings, H264Backend
+from titanium.services.encoder.factory import BackendFactory, open_backend
 
 
 class Opener:

@@ -22,12 +22,8 @@ from titanium.common.messages import (
     decode,
 )
 from titanium.common.ring import SHM_DIR, RingReader, RingWriter
-from titanium.services.encoder.backend import (
-    AccessUnit,
-    BackendFactory,
-    EncoderSettings,
-    SourceFrame,
-)
+from titanium.services.encoder.backend import AccessUnit, EncoderSettings, SourceFrame
+from titanium.services.encoder.factory import BackendFactory
 from titanium.services.encoder.loop import Encoder
 
 CAMERA = parse_config({"titanium": {"cameras": [{"id": "cam0", "resolution": "64x48"}]}}).cameras[0]
