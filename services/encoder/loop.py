@@ -30,8 +30,8 @@ from titanium.services.encoder.backend import (
     H264Backend,
     SourceFrame,
 )
-from titanium.services.encoder.control import EncodeControl
 from titanium.services.encoder.factory import PASSTHROUGH_FOURCCS, BackendFactory
+from titanium.services.encoder.feedback import EncodeControl
 from titanium.services.encoder.nal import ParameterSets
 from titanium.services.encoder.output import AuRing, release
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from titanium.services.encoder.control import EncodeControl
+from titanium.services.encoder.feedback import EncodeControl
 
 MAX, FLOOR = 2_000_000, 250_000
 
