@@ -20,7 +20,7 @@ import simplejpeg
 
 from tests.integration.conftest import Stack
 from tests.integration.governor_client import Events, call
-from tests.integration.mjpeg_client import MjpegClient
+from tests.integration.mjpeg_client import Drain, MjpegClient
 from tests.integration.rtc_client import Received, whep_view
 from titanium.common.endpoints import Endpoints
 from titanium.common.rpc import RpcClient
@@ -237,30 +237,6 @@ def _cpu_list(text: str) -> set[int]:
         lo, _, hi = part.partition("-")
         out.update(range(int(lo), int(hi or lo) + 1))
     return out
-
-
-class Drain:
-    """Reads an MJPEG response as fast as it comes, in a thread, and notes when the server
-    ends it (the final chunk, or the connection closed)."""
-
-    def __init__(self, client: MjpegClient) -> None:
-        self.client = client
-        self.ended = threading.Event()
-        self.bytes = 0
-        threading.Thread(target=self._run, daemon=True).start()
-
-    def _run(self) -> None:
-        tail = self.client.buf[-16:]
-        self.client.sock.settimeout(30)
-        try:
-            while chunk := self.client.sock.recv(1 << 16):
-                self.bytes += len(chunk)
-                tail = (tail + chunk)[-16:]
-                if tail.endswith(b"\r\n0\r\n\r\n"):
-                    break
-        except OSError:
-            pass
-        self.ended.set()
 
 
 async def _whep_session(base: str, query: str) -> tuple[Any, int]:
