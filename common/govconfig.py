@@ -41,6 +41,7 @@ class MoonrakerConfig:
 @dataclass(frozen=True)
 class GovernorConfig:
     sample_interval: float
+    cpu_interval: float
     cpu_high: int
     cpu_low: int
     step_down_after: float
@@ -120,9 +121,10 @@ MOONRAKER_FIELDS = (
 )
 GOVERNOR_FIELDS = (
     Field("sample_interval", (int, float), 1.0, "seconds between samples", SECONDS),
+    Field("cpu_interval", (int, float), 0.2, "seconds between CPU reads for load", SECONDS),
     Field("cpu_high", int, 60, "printing and CPU % above this: step down", range=(1, 100)),
     Field("cpu_low", int, 40, "CPU % below this counts as calm", range=(0, 99)),
-    Field("step_down_after", (int, float), 3.0, "seconds over cpu_high per step", SECONDS),
+    Field("step_down_after", (int, float), 1.2, "seconds over cpu_high per step", SECONDS),
     Field("calm_time", (int, float), 30.0, "seconds of calm before a step up", SECONDS),
     Field("temp_limit", (int, float), 80.0, "°C at which streams pause", CELSIUS),
     Field("temp_resume", (int, float), 75.0, "°C below which the heat is over", CELSIUS),

@@ -113,8 +113,11 @@ class Capture:
                     self.format.fps,
                     self.follow.opened(self.format.fps),
                 )
+                # A new rung shows in /status at once, not up to STATUS_PERIOD later; the
+                # measured rate starts over with it.
                 self.rate.start(self.follow.pacer.fps or self.format.fps)
                 self._window_frames, self._window_start = 0, time.monotonic()
+                self._maybe_status(force=True)
                 try:
                     self._stream(stopping)
                 except SourceError as e:

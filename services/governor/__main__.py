@@ -106,11 +106,18 @@ async def run(config: Config, service: Service) -> None:
     control = Control(gov, moonraker)
 
     async def sample() -> None:
+        # The load rule decides at the CPU's pace, everything else at sample_interval.
+        period = min(g.cpu_interval, g.sample_interval)
+        full_at = float("-inf")
         while True:
-            gov.sample()
+            now = gov.clock()
+            if now - full_at >= g.sample_interval - period / 2:  # sleeps run late, not early
+                full_at = now
+                gov.sample()
+                gov.actuate(ACTUATE_RECHECK)
+            gov.sample_cpu()
             gov.decide()
-            gov.actuate(ACTUATE_RECHECK)
-            await asyncio.sleep(g.sample_interval)
+            await asyncio.sleep(period)
 
     async def repeat() -> None:
         while True:

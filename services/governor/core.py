@@ -4,6 +4,7 @@ bus messages (QualityCommand, ViewerAdmission) and events, plus what the bus tel
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -106,6 +107,7 @@ class Governor:
         self.board = Board(
             policy.Readings(
                 cpu=cpu.total if cpu else None,
+                cpu_short=self.board.readings.cpu_short,
                 mem_available_mb=round(mem.available_mb, 1),
                 titanium_pss_mb=pss,
                 temp_c=hottest.celsius if hottest else None,
@@ -128,6 +130,13 @@ class Governor:
                 for name, p in procs.items()
             },
         )
+
+    def sample_cpu(self) -> None:
+        """Read the load rule's CPU (every ``cpu_interval``: one short read of /proc/stat,
+        where the full sample costs a few milliseconds)."""
+        cpu = self.probes.cpu_short.read()
+        readings = dataclasses.replace(self.board.readings, cpu_short=cpu.total if cpu else None)
+        self.board = dataclasses.replace(self.board, readings=readings)
 
     # -- deciding ---------------------------------------------------------------------
 

@@ -38,7 +38,8 @@ NEVER = float("-inf")
 class Readings:
     """One sample of the board; None where the board has no such sensor."""
 
-    cpu: float | None = None  # % of all CPUs busy
+    cpu: float | None = None  # % of all CPUs busy over sample_interval
+    cpu_short: float | None = None  # the same over cpu_interval (the load rule); None: cpu
     mem_available_mb: float | None = None
     titanium_pss_mb: float | None = None
     temp_c: float | None = None  # the hottest sensor
@@ -141,7 +142,11 @@ def _board(
     pss = r.titanium_pss_mb
     if g.titanium_memory_mb and pss is not None and pss > g.titanium_memory_mb:
         mem_low = f"memory: Titanium uses {pss:.0f} MB > {g.titanium_memory_mb} MB"
-    cpu_hot = printer.printing and r.cpu is not None and r.cpu > g.cpu_high
+    # Load reads short windows, so that a sustained overload is seen within one (and the
+    # hold alone decides how long is too long); calm reads the long ones, so a short
+    # burst on a calm board does not restart its calm_time.
+    load_cpu = r.cpu_short if r.cpu_short is not None else r.cpu
+    cpu_hot = printer.printing and load_cpu is not None and load_cpu > g.cpu_high
     cpu_calm = not printer.printing or r.cpu is None or r.cpu < g.cpu_low
     pressure = cpu_hot or bool(mem_low)
     since = (
@@ -153,7 +158,7 @@ def _board(
         and now - since >= g.step_down_after
         and now - state.last_load_step >= g.step_down_after
     ):
-        load_step = mem_low or f"cpu {r.cpu:.1f} % > {g.cpu_high} % while printing"
+        load_step = mem_low or f"cpu {load_cpu:.1f} % > {g.cpu_high} % while printing"
     calm = cpu_calm and not heat and not throttled and not mem_low
     calm_since = (state.calm_since if state.calm_since is not None else now) if calm else None
     board = _Board(

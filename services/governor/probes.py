@@ -197,7 +197,8 @@ class ProcessProbe:
 class Probes:
     """Every probe the governor samples, built from config (tests pass their own paths)."""
 
-    cpu: CpuProbe
+    cpu: CpuProbe  # over sample_interval: status and the calm rule
+    cpu_short: CpuProbe  # over cpu_interval: the load rule
     memory: MemoryProbe
     load: LoadProbe
     temperatures: list[ThermalZones | PsutilSensors]
@@ -211,6 +212,7 @@ class Probes:
         if g.psutil_sensors:
             temps.append(PsutilSensors())
         return cls(
+            CpuProbe(proc / "stat"),
             CpuProbe(proc / "stat"),
             MemoryProbe(proc / "meminfo"),
             LoadProbe(proc / "loadavg"),

@@ -34,6 +34,7 @@ def status_document(gov: Governor, moonraker: dict[str, Any] | None) -> dict[str
         "printer": gov.printer.describe(),
         "readings": {
             "cpu": r.cpu,
+            "cpu_short": r.cpu_short,
             "per_cpu": list(b.per_cpu),
             "load": list(b.load) if b.load else None,
             "memory": {
@@ -66,5 +67,7 @@ def status_document(gov: Governor, moonraker: dict[str, Any] | None) -> dict[str
             "temp_resume": gov.g.temp_resume,
             "calm_time": gov.g.calm_time,
             "sample_interval": gov.g.sample_interval,
+            "cpu_interval": gov.g.cpu_interval,
+            "step_down_after": gov.g.step_down_after,
         },
     }

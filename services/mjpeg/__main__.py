@@ -16,12 +16,17 @@ from titanium.common.service import Service
 from titanium.services.mjpeg.app import make_app
 
 log = logging.getLogger("titanium.mjpeg")
+# Seconds a stop waits for requests in flight, then again for their cancellation. Streams
+# end at once (on_shutdown); this bounds a viewer whose socket no longer drains.
+SHUTDOWN_TIMEOUT = 1.0
 
 
 async def serve(config: Config, service: Service) -> None:
     ctx = zmq.asyncio.Context()
     app = make_app(config, ctx, service.started)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app, access_log=None, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT
+    )
     await runner.setup()
     listen = config.http.listen
     site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
@@ -30,7 +35,10 @@ async def serve(config: Config, service: Service) -> None:
     try:
         await asyncio.Event().wait()
     finally:
-        await runner.cleanup()
+        # In a task of its own: this one is being cancelled, and aiohttp re-raises a
+        # shutdown timeout inside a cancelled task, which would skip the cleanup that
+        # closes the sockets (and ctx.term() would then wait for them forever).
+        await asyncio.shield(asyncio.ensure_future(runner.cleanup()))
         ctx.term()
 
 

@@ -84,6 +84,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
             # phases): checked per frame, and a paused camera still sends one a second.
             while viewers.admits(priority):
                 frame = await feed.next_frame(after)
+                if frame is None:  # stopping: the last part ended with its boundary
+                    break
                 # A slow viewer waits here for its socket to drain, then takes the newest
                 # frame: it skips frames, it never queues them or holds up the others.
                 await response.write(frame.part)
@@ -182,5 +184,10 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
         app[GOVERNOR].close()
         app[VIEWERS].close()
 
+    async def end_streams(app: web.Application) -> None:
+        for feed in app[FEEDS].values():
+            feed.end_viewers()
+
+    app.on_shutdown.append(end_streams)
     app.cleanup_ctx.append(feeds_ctx)
     return app

@@ -69,6 +69,7 @@ class CameraFeed:
         self._new_ready = asyncio.Event()
         self._new_frame = asyncio.Event()
         self._n = 0
+        self.ending = False  # the front door is stopping: streams end
 
     async def run(self) -> None:
         pump = asyncio.ensure_future(self._pump())
@@ -183,11 +184,18 @@ class CameraFeed:
             self._n, ready.seq, ready.ts_wall, jpeg, part(jpeg, ready.ts_wall), ready.placeholder
         )
 
-    async def next_frame(self, after: int) -> JpegFrame:
-        """The newest frame newer than ``after`` (a JpegFrame.n), waiting for it."""
-        while self.latest is None or self.latest.n <= after:
+    async def next_frame(self, after: int) -> JpegFrame | None:
+        """The newest frame newer than ``after`` (a JpegFrame.n), waiting for it; None once
+        the front door is stopping."""
+        while not self.ending and (self.latest is None or self.latest.n <= after):
             await self._new_frame.wait()
-        return self.latest
+        return None if self.ending else self.latest
+
+    def end_viewers(self) -> None:
+        """End every stream after the part it is writing: aiohttp's graceful shutdown
+        waits for open handlers, and a stream's handler would otherwise never return."""
+        self.ending = True
+        self._new_frame.set()
 
     async def snapshot(self, timeout: float = 0.8) -> JpegFrame | None:
         """A JPEG of the newest frame: the streamed one when it is current, else made now."""

@@ -18,7 +18,7 @@ from titanium.common.messages import EncoderStatus, Heartbeat, MessageError, dec
 
 log = logging.getLogger("titanium.mjpeg.health")
 HEARTBEAT_STALE = 3.0
-PER_CAMERA = ("capture", "encoder")  # supervisord groups with one process per camera
+PER_CAMERA = ("capture", "encoder")  # supervisord programs with one process per camera
 
 
 class Health:
@@ -74,12 +74,11 @@ class Health:
 
     def _name(self, info: dict[str, Any]) -> str:
         """supervisord's 'capture-0' as the service calls itself: 'capture-cam0'."""
-        group, name = info["group"], info["name"]
-        if group in PER_CAMERA and name.startswith(f"{group}-"):
-            index = int(name.rsplit("-", 1)[1])
-            if index < len(self.config.cameras):
-                return f"{group}-{self.config.cameras[index].id}"
-        return str(name)
+        name = str(info["name"])
+        program, _, index = name.rpartition("-")
+        if program in PER_CAMERA and index.isdigit() and int(index) < len(self.config.cameras):
+            return f"{program}-{self.config.cameras[int(index)].id}"
+        return name
 
     async def services(self, own: dict[str, Any]) -> dict[str, Any]:
         now = time.monotonic()

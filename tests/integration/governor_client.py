@@ -58,10 +58,13 @@ class Events:
                 except MessageError:
                     continue
 
-    def wait(self, check: Callable[[GovernorEvent], bool], timeout: float) -> GovernorEvent:
+    def wait(
+        self, check: Callable[[GovernorEvent], bool], timeout: float, after: int = 0
+    ) -> GovernorEvent:
+        """The first event from ``seen[after]`` on that passes ``check``, waiting for it."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for ev in list(self.seen):
+            for ev in self.seen[after:]:
                 if check(ev):
                     return ev
             time.sleep(0.02)

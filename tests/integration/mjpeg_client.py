@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import socket
+import threading
 import time
 
 
@@ -72,6 +73,41 @@ class MjpegClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class Drain:
+    """Reads an MJPEG response as fast as it comes, in a thread, and notes when the server
+    ends it (the final chunk, or the connection closed)."""
+
+    END = b"\r\n0\r\n\r\n"  # the last chunk of a chunked response
+
+    def __init__(self, client: MjpegClient) -> None:
+        self.client = client
+        self.ended = threading.Event()
+        self.bytes = 0
+        self.tail = b""  # the last bytes received
+        self.error = ""
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        tail = self.client.buf[-64:]
+        self.client.sock.settimeout(30)
+        try:
+            while chunk := self.client.sock.recv(1 << 16):
+                self.bytes += len(chunk)
+                tail = (tail + chunk)[-64:]
+                if tail.endswith(self.END):
+                    break
+        except OSError as e:
+            self.error = repr(e)
+        self.tail = tail
+        self.ended.set()
+
+    @property
+    def finished(self) -> bool:
+        """The server ended the response itself, right after a whole part and its
+        boundary: not a connection cut mid-frame."""
+        return self.tail.endswith(b"--titanium-frame\r\n" + self.END)
 
 
 def boundary_of(content_type: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import urllib.parse
 from dataclasses import dataclass, field
@@ -121,3 +122,61 @@ async def camera_streamer_view(base: str, seconds: float) -> Received:
         await _consume(track, got, seconds, False)
     await pc.close()
     return got
+
+
+class HeldPeer:
+    """A WHEP viewer that stays connected, in its own thread and loop, until the server
+    ends the session: ``ended`` is set when its connection closes or its track ends."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.frames = 0
+        self.state = "new"
+        self.error = ""
+        self.playing = threading.Event()
+        self.ended = threading.Event()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_until_complete, args=(self._run(),))
+        self._thread.daemon = True
+        self._thread.start()
+
+    async def _run(self) -> None:
+        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._pc = pc
+        pc.addTransceiver("video", direction="recvonly")
+        tracks: asyncio.Queue[MediaStreamTrack] = asyncio.Queue()
+        pc.on("track", lambda t: tracks.put_nowait(t))
+
+        @pc.on("connectionstatechange")
+        def on_state() -> None:
+            self.state = pc.connectionState
+            if self.state in ("closed", "failed"):
+                self.ended.set()
+
+        try:
+            await pc.setLocalDescription(await pc.createOffer())
+            headers = {"Content-Type": "application/sdp"}
+            async with (
+                aiohttp.ClientSession() as http,
+                http.post(f"{self.base}/whep", data=pc.localDescription.sdp, headers=headers) as r,
+            ):
+                assert r.status == 201, await r.text()
+                answer = await r.text()
+            await pc.setRemoteDescription(RTCSessionDescription(answer, "answer"))
+            track = await asyncio.wait_for(tracks.get(), 10)
+            while True:
+                await track.recv()
+                self.frames += 1
+                self.playing.set()
+        except MediaStreamError:
+            pass
+        except Exception as e:  # reported to the test, which asserts on it
+            self.error = repr(e)
+        finally:
+            self.ended.set()
+            await pc.close()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(lambda: asyncio.ensure_future(self._pc.close()))
+            self._thread.join(10)

@@ -3,9 +3,11 @@ leaves nothing behind; a missing source shows the offline frame and resumes by i
 
 from __future__ import annotations
 
+import http.client
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -13,7 +15,8 @@ from pathlib import Path
 import simplejpeg
 
 from tests.integration.conftest import Stack
-from tests.integration.mjpeg_client import MjpegClient
+from tests.integration.mjpeg_client import Drain, MjpegClient
+from tests.integration.rtc_client import HeldPeer
 from titanium.common.timecode import read_timecode_jpeg
 
 
@@ -47,6 +50,76 @@ def test_stop_exits_0_and_leaves_no_process_segment_or_socket(stack: Stack) -> N
     assert stack.leftovers() == []
     for pid in [*pids, stack.proc.pid]:
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), pid
+
+
+class SnapshotPoller:
+    """Polls /snapshot on one keep-alive connection, as Mainsail's adaptive MJPEG does,
+    until the server goes away; notes what each answer was."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.codes: list[int] = []
+        self.broken = ""  # a response cut short, which a clean stop never does
+        self.ended = threading.Event()
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            while True:
+                try:
+                    conn.request("GET", "/snapshot")
+                except OSError:
+                    return  # refused or closed before the request: the server has gone
+                try:
+                    r = conn.getresponse()
+                    body = r.read()
+                except http.client.RemoteDisconnected:
+                    return  # an idle keep-alive connection closed by the server
+                except (OSError, http.client.HTTPException) as e:
+                    self.broken = repr(e)
+                    return
+                self.codes.append(r.status)
+                if r.status == 200 and not body.startswith(b"\xff\xd8"):
+                    self.broken = "not a JPEG"
+                if r.will_close:
+                    return
+                time.sleep(0.05)
+        finally:
+            conn.close()
+            self.ended.set()
+
+
+def test_stop_with_every_kind_of_viewer_is_quick_and_kills_nobody(stack: Stack) -> None:
+    """Pins: with an MJPEG viewer attached, SIGTERM took 13 s and supervisord SIGKILLed the
+    front door after its wait (the server waited for the open stream to end), leaving
+    its socket for titaniumctl to remove. Now every viewer is ended by the service that
+    serves it and the whole stack stops within 3 s."""
+    mjpeg = Drain(MjpegClient(stack.port))
+    poller = SnapshotPoller(stack.port)
+    peer = HeldPeer(stack.base)
+    try:
+        assert peer.playing.wait(20), peer.error or "the WebRTC viewer got no frame"
+        stack.wait_for(lambda st: len(st["webrtc"]["sessions"]) == 1, 5)
+        time.sleep(0.5)
+        assert mjpeg.bytes > 0 and not mjpeg.ended.is_set()
+        assert poller.codes and not poller.ended.is_set()
+        started = time.monotonic()
+        code = stack.stop()
+        took = time.monotonic() - started
+        for viewer in (mjpeg, poller, peer):
+            assert viewer.ended.wait(5), viewer
+    finally:
+        mjpeg.client.close()
+        peer.close()
+    assert code == 0, stack.log()
+    assert "removed what stopped services left" not in stack.log(), stack.log()
+    assert "SIGKILL" not in stack.log(), stack.log()
+    assert stack.leftovers() == []
+    assert took <= 3.0, f"stopped in {took:.1f} s\n{stack.log()}"
+    assert mjpeg.finished, (mjpeg.tail, mjpeg.error)
+    assert not poller.broken and set(poller.codes) == {200}, (poller.broken, poller.codes)
+    assert not peer.error and peer.state == "closed", (peer.state, peer.error)
 
 
 def _is_zombie(pid: int) -> bool:

@@ -103,6 +103,35 @@ def test_cpu_over_the_limit_while_printing_steps_down_one_rung_per_interval() ->
     assert run.rung() == "360p5", "a medium camera stays on its lowest rung under load"
 
 
+def _ticks(start: float, end: float, step: float = 0.2) -> list[float]:
+    return [round(start + i * step, 3) for i in range(round((end - start) / step) + 1)]
+
+
+def test_default_timing_steps_after_1_2s_of_load_but_not_on_a_1s_burst() -> None:
+    """Pins the default timing: readings every cpu_interval (0.2 s), a step after
+    step_down_after (1.2 s) of them over cpu_high; it was a 1 s window and 3 s of hold.
+    A burst seen in at most six windows (1 s and its ragged edges) does not step."""
+    g = parse_governor({})
+    assert (g.cpu_interval, g.step_down_after) == (0.2, 1.2)
+    burst = Run(g=g)
+    for t in _ticks(0, 5):
+        burst.at(t, cpu=20, cpu_short=99 if 1.0 <= t <= 2.0 else 20)
+    assert burst.rung() == "1080p30"
+    load = Run(g=g)
+    stepped = [t for t in _ticks(0, 5) if load.at(t, cpu=20, cpu_short=99).cameras["cam0"].index]
+    assert stepped[0] == 1.2, stepped
+
+
+def test_load_reads_the_short_window_and_calm_the_long_one() -> None:
+    run = Run()
+    run.at(0, cpu=50, cpu_short=90)
+    d = run.at(3, cpu=50, cpu_short=90)
+    assert run.rung() == "720p30" and d.cameras["cam0"].reason == "cpu 90.0 % > 60 % while printing"
+    for t in range(4, 30):  # short bursts over cpu_low do not break a calm long window
+        run.at(t, cpu=30, cpu_short=45 if t % 2 else 30)
+    assert run.rung() == "1080p30"
+
+
 def test_no_step_down_when_not_printing() -> None:
     run = Run()
     for t in range(10):
