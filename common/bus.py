@@ -28,7 +28,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from titanium.common.endpoints import unlink_ipc
+from titanium.common.endpoints import bind_private, unlink_ipc
 from titanium.common.messages import Message, MessageError, decode, encode
 
 log = logging.getLogger("titanium.bus")
@@ -43,7 +43,10 @@ STAMP = struct.Struct("<QQ")  # publisher id, sequence number within the message
 class Publisher:
     """A PUB socket bound to ``endpoint``; :meth:`close` unlinks its ipc file."""
 
-    def __init__(self, ctx: AnyContext, endpoint: str, hwm: int = DEFAULT_HWM) -> None:
+    def __init__(
+        self, ctx: AnyContext, endpoint: str, hwm: int = DEFAULT_HWM, private: bool = False
+    ) -> None:
+        """``private``: the ipc file is owner-only (:func:`endpoints.bind_private`)."""
         self.endpoint = endpoint
         self.sent = 0
         self.failed = 0  # sends refused outright (a closed socket); mute peers drop silently
@@ -53,7 +56,10 @@ class Publisher:
         self._sock = plain.socket(zmq.PUB)
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.SNDHWM, hwm)
-        self._sock.bind(endpoint)
+        if private:
+            bind_private(self._sock, endpoint)
+        else:
+            self._sock.bind(endpoint)
 
     def publish(self, msg: Message) -> bool:
         """Send ``msg`` now, never waiting; True when ZeroMQ took it."""

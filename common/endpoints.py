@@ -8,8 +8,12 @@ runtime directory.
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+import zmq
 
 SHM_PREFIX = "titanium-"
 
@@ -76,6 +80,19 @@ class Endpoints:
 def ipc_path(endpoint: str) -> Path | None:
     """The socket file of an ``ipc://`` endpoint, None for other transports."""
     return Path(endpoint[len("ipc://") :]) if endpoint.startswith("ipc://") else None
+
+
+def bind_private(sock: zmq.Socket[Any], endpoint: str) -> None:
+    """Bind ``sock`` to an ipc endpoint whose file is owner-only from the moment it exists
+    (the governor's control socket and events: commands over them need no password)."""
+    old = os.umask(0o077)
+    try:
+        sock.bind(endpoint)
+    finally:
+        os.umask(old)
+    path = ipc_path(endpoint)
+    if path is not None:
+        path.chmod(0o600)
 
 
 def unlink_ipc(endpoint: str) -> None:
