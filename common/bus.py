@@ -22,6 +22,7 @@ import logging
 import random
 import struct
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -38,6 +39,14 @@ BAD_LOG_EVERY = 10.0
 
 AnyContext = zmq.Context[Any] | zmq.asyncio.Context
 STAMP = struct.Struct("<QQ")  # publisher id, sequence number within the message's topic
+_subscribers: weakref.WeakSet[Subscriber] = weakref.WeakSet()
+
+
+def losses() -> dict[str, int]:
+    """What this process's subscribers lost so far: ``missed`` and ``bad`` messages, for
+    its Heartbeat (and so for ``/status``)."""
+    subs = list(_subscribers)
+    return {"missed": sum(s.missed for s in subs), "bad": sum(s.bad for s in subs)}
 
 
 class Publisher:
@@ -101,6 +110,7 @@ class Subscriber:
         self.bad = 0  # malformed messages skipped
         self.missed = 0  # messages of our topics that publishers sent and we never got
         self._last: dict[tuple[int, bytes], int] = {}  # (publisher, topic) -> last seq
+        _subscribers.add(self)
         self._bad_logged = float("-inf")
         self._bad_since_log = 0
         self._sock: Any = ctx.socket(zmq.SUB)  # plain or asyncio, as the context is

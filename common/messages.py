@@ -80,14 +80,17 @@ class CameraStatus(Message):
 
 @dataclass(frozen=True)
 class Heartbeat(Message):
-    """A service says it is alive, about once a second."""
+    """A service says it is alive, about once a second, with what its bus lost so far."""
 
     TOPIC: ClassVar[bytes] = b"heartbeat"
+    VERSION: ClassVar[int] = 2  # 2: missed, bad
     service: str  # 'capture-cam0', 'mjpeg'
     pid: int
     started: float  # wall clock
     state: str = "running"
     detail: str = ""
+    missed: int = 0  # messages its subscribers never got (common/bus.py)
+    bad: int = 0  # malformed messages they dropped
 
 
 def encode(msg: Message) -> list[bytes]:

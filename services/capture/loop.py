@@ -17,7 +17,7 @@ import time
 
 import zmq
 
-from titanium.common import formats
+from titanium.common import bus, formats
 from titanium.common.bus import Publisher, Subscriber
 from titanium.common.config import CameraConfig
 from titanium.common.messages import (
@@ -263,7 +263,9 @@ class Capture:
             self._fps = 0.0
         self._last_status = now
         self._publish(self.status())
-        self._publish(Heartbeat(f"capture-{self.camera.id}", os.getpid(), self.started))
+        self._publish(
+            Heartbeat(f"capture-{self.camera.id}", os.getpid(), self.started, **bus.losses())
+        )
 
     def status(self) -> CameraStatus:
         paused = self.follow.target.paused

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Callable
 
+from titanium.common import bus
 from titanium.common.config import CameraConfig
 from titanium.common.messages import (
     BitrateHint,
@@ -249,7 +250,13 @@ class Encoder:
         self._publish(self.status())
         detail = f"encoding for {self.control.viewers}" if self.active else "idle"
         self._publish(
-            Heartbeat(f"encoder-{self.camera.id}", os.getpid(), self.started, detail=detail)
+            Heartbeat(
+                f"encoder-{self.camera.id}",
+                os.getpid(),
+                self.started,
+                detail=detail,
+                **bus.losses(),
+            )
         )
 
     def status(self) -> EncoderStatus:

@@ -13,6 +13,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from titanium.common import bus
 from titanium.common.bus import Publisher, Subscriber
 from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints, bind_private, unlink_ipc
@@ -92,7 +93,7 @@ async def run(config: Config, service: Service) -> None:
         while True:
             gov.repeat()
             gov.pids["governor"] = (os.getpid(), gov.clock())
-            publish(Heartbeat("governor", os.getpid(), service.started))
+            publish(Heartbeat("governor", os.getpid(), service.started, **bus.losses()))
             await asyncio.sleep(REPEAT_PERIOD)
 
     async def listen() -> None:

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
-import os
 import sys
+from collections.abc import Awaitable
 
 import zmq.asyncio
 from aiohttp import web
 
-from titanium.common.config import Config, ConfigError, load_config
-from titanium.common.service import Service
+from titanium.common.config import Config
+from titanium.common.service import Service, run_until_cancelled, service_config
 from titanium.services.mjpeg.app import make_app
 
 log = logging.getLogger("titanium.mjpeg")
@@ -32,25 +31,18 @@ async def serve(config: Config, service: Service) -> None:
     site = web.TCPSite(runner, listen.host, listen.port, reuse_address=True)
     await site.start()
     log.info("serving on %s", listen.http_url())
-    try:
-        await asyncio.Event().wait()
-    finally:
+
+    def cleanup() -> Awaitable[None]:
         # In a task of its own: this one is being cancelled, and aiohttp re-raises a
         # shutdown timeout inside a cancelled task, which would skip the cleanup that
         # closes the sockets (and ctx.term() would then wait for them forever).
-        await asyncio.shield(asyncio.ensure_future(runner.cleanup()))
-        ctx.term()
+        return asyncio.shield(asyncio.ensure_future(runner.cleanup()))
+
+    await run_until_cancelled([asyncio.Event().wait()], [cleanup, ctx.term])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="titanium.services.mjpeg")
-    parser.add_argument("--config", default=os.environ.get("TITANIUM_CONFIG"))
-    args = parser.parse_args(argv)
-    try:
-        config = load_config(args.config)
-    except ConfigError as e:
-        print(f"titanium mjpeg: bad config: {e}", file=sys.stderr)
-        return 2
+    config = service_config("mjpeg", argv)
     service = Service("mjpeg")
     service.run_async(serve(config, service))
     return 0

@@ -14,8 +14,9 @@ import zmq
 import zmq.asyncio
 
 from titanium.common import formats
-from titanium.common.messages import CameraStatus, FrameReady, Heartbeat, MessageError, decode
-from titanium.common.ring import RingError, RingReader
+from titanium.common.bus import Subscriber
+from titanium.common.messages import CameraStatus, FrameReady, Heartbeat
+from titanium.common.ring import RingError, RingFollower, RingReader
 from titanium.services.mjpeg.jpeg import encode_raw, strip_app_segments
 from titanium.services.mjpeg.multipart import part
 
@@ -54,13 +55,8 @@ class CameraFeed:
         self.jpeg_frames = 0  # JPEGs made or passed through
         self.missed = 0  # slots overwritten before the front door could read them
         self._heartbeats = heartbeats
-        self._sub = ctx.socket(zmq.SUB)
-        self._sub.setsockopt(zmq.LINGER, 0)
-        self._sub.setsockopt(zmq.RCVHWM, 64)
-        self._sub.setsockopt(zmq.SUBSCRIBE, b"")
-        self._sub.connect(endpoint)
-        self._reader: RingReader | None = None
-        self._reader_id = 0
+        self.sub = Subscriber(ctx, [endpoint], (FrameReady, CameraStatus, Heartbeat), hwm=64)
+        self._ring = RingFollower()
         self._copy = bytearray()  # where frames are copied while encodes are slow
         self._copy_frames = 0  # frames left to copy before trying zero-copy again
         # One worker per camera: JPEG work leaves the event loop, stays ordered, and the
@@ -74,13 +70,7 @@ class CameraFeed:
     async def run(self) -> None:
         pump = asyncio.ensure_future(self._pump())
         try:
-            while True:
-                frames = await self._sub.recv_multipart()
-                try:
-                    msg = decode(frames)
-                except MessageError as e:
-                    log.warning("%s: dropped a bad message: %s", self.camera_id, e)
-                    continue
+            async for msg in self.sub:
                 if isinstance(msg, FrameReady):
                     self.ready = msg
                     self._new_ready.set()
@@ -135,16 +125,10 @@ class CameraFeed:
 
     def _attach(self, ready: FrameReady) -> RingReader | None:
         try:
-            if self._reader is None or self._reader_id != ready.ring_id:
-                if self._reader is not None:
-                    self._reader.close()
-                self._reader = None
-                self._reader = RingReader.attach(ready.ring)
-                self._reader_id = self._reader.ring_id
+            return self._ring.follow(ready.ring, ready.ring_id)
         except RingError as e:
             log.warning("%s: %s", self.camera_id, e)
             return None
-        return self._reader
 
     def _encode(self, reader: RingReader, ready: FrameReady, copy: bool) -> JpegFrame | None:
         opened = reader.open_slot(ready.slot, ready.seq)
@@ -214,7 +198,6 @@ class CameraFeed:
         return frame or self.latest
 
     def close(self) -> None:
-        self._sub.close()
+        self.sub.close()
         self._pool.shutdown(wait=True)
-        if self._reader is not None:
-            self._reader.close()
+        self._ring.close()

@@ -12,9 +12,10 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from titanium.common.bus import Subscriber
 from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints
-from titanium.common.messages import EncoderStatus, Heartbeat, MessageError, decode
+from titanium.common.messages import EncoderStatus, Heartbeat
 
 log = logging.getLogger("titanium.mjpeg.health")
 HEARTBEAT_STALE = 3.0
@@ -36,22 +37,12 @@ class Health:
         self.encoders: dict[str, EncoderStatus] = {}
         endpoints = Endpoints(config.runtime_dir)
         self._socket = endpoints.supervisor_socket
-        self._sub = ctx.socket(zmq.SUB)
-        self._sub.setsockopt(zmq.LINGER, 0)
-        for topic in (Heartbeat.TOPIC, EncoderStatus.TOPIC):
-            self._sub.setsockopt(zmq.SUBSCRIBE, topic)
-        self._sub.connect(endpoints.webrtc_pub())
-        self._sub.connect(endpoints.governor_pub())
-        for cam in config.cameras:
-            self._sub.connect(endpoints.encoder_pub(cam.id))
+        heard = [endpoints.webrtc_pub(), endpoints.governor_pub()]
+        heard += [endpoints.encoder_pub(cam.id) for cam in config.cameras]
+        self.sub = Subscriber(ctx, heard, (Heartbeat, EncoderStatus))
 
     async def run(self) -> None:
-        while True:
-            frames = await self._sub.recv_multipart()
-            try:
-                msg = decode(frames)
-            except MessageError:
-                continue
+        async for msg in self.sub:
             if isinstance(msg, Heartbeat):
                 self.heartbeats[msg.service] = (msg, time.monotonic())
             elif isinstance(msg, EncoderStatus):
@@ -115,6 +106,7 @@ class Health:
                     pid=pids.get(name, beat.pid),
                     uptime=round(time.time() - beat.started, 1),
                     last_seen_s=round(now - at, 2),
+                    bus={"missed": beat.missed, "bad": beat.bad},  # what it lost on the bus
                 )
             elif state == "running":
                 entry["state"] = "starting"  # up, but not talking yet
@@ -124,4 +116,4 @@ class Health:
         return out
 
     def close(self) -> None:
-        self._sub.close()
+        self.sub.close()

@@ -18,10 +18,9 @@ from yarl import URL
 
 from titanium.common.config import Config
 from titanium.common.rpc import RpcError
-from titanium.services.mjpeg import cors
 from titanium.services.mjpeg.bodies import JSON_LIMIT, SDP_LIMIT, SDPFRAG_LIMIT, read_text
 from titanium.services.mjpeg.errors import http_error
-from titanium.services.mjpeg.keys import CONFIG, RPC
+from titanium.services.mjpeg.keys import CONFIG, WEBRTC_RPC
 from titanium.services.mjpeg.sdpfrag import parse_sdpfrag
 
 log = logging.getLogger("titanium.mjpeg.signalling")
@@ -62,7 +61,7 @@ async def _call(request: web.Request, cmd: str, **args: Any) -> Any:
     for attempt in (1, 2):
         remaining = max(0.1, deadline - asyncio.get_running_loop().time())
         try:
-            return await request.app[RPC].call(cmd, timeout=remaining, **args)
+            return await request.app[WEBRTC_RPC].call(cmd, timeout=remaining, **args)
         except RpcError as e:
             if e.code == "disconnected" and attempt == 1:
                 log.info("webrtc service went away during %r; sending it again", cmd)
@@ -255,24 +254,3 @@ async def whep_delete(request: web.Request) -> web.Response:
 
 WHEP_HEADERS = ("Content-Type", "If-Match", "Authorization")
 WHEP_EXPOSE = ("ETag", "ID", "Accept-Patch", "Link", "Location")
-
-
-def add_routes(app: web.Application) -> None:
-    """Fluidd sends If-Match with its trickle PATCH, OBS and GStreamer a Bearer token."""
-    for prefix in ("", "/{camera}"):
-        cors.add(app, f"{prefix}/webrtc", {"POST": camera_streamer}, headers=("Content-Type",))
-        cors.add(
-            app,
-            f"{prefix}/whep",
-            {"POST": whep_post},
-            headers=WHEP_HEADERS,
-            expose=WHEP_EXPOSE,
-            options=whep_options,
-        )
-        cors.add(
-            app,
-            f"{prefix}/whep/{{session}}",
-            {"PATCH": whep_patch, "DELETE": whep_delete},
-            headers=WHEP_HEADERS,
-            expose=WHEP_EXPOSE,
-        )

@@ -10,8 +10,17 @@ from typing import Any
 
 from aiohttp import web
 
+from titanium.common import bus
 from titanium.common.rpc import RpcError
-from titanium.services.mjpeg.keys import CONFIG, FEEDS, GOVERNOR, HEALTH, RPC, STARTED, VIEWERS
+from titanium.services.mjpeg.keys import (
+    BUS,
+    CONFIG,
+    FEEDS,
+    GOVERNOR_RPC,
+    HEALTH,
+    STARTED,
+    WEBRTC_RPC,
+)
 
 WEBRTC_STATUS_TIMEOUT = 0.5
 GOVERNOR_STATUS_TIMEOUT = 0.5
@@ -20,11 +29,13 @@ GOVERNOR_STATUS_TIMEOUT = 0.5
 async def status_document(app: web.Application) -> dict[str, Any]:
     config = app[CONFIG]
     try:
-        webrtc: dict[str, Any] | None = await app[RPC].call("status", timeout=WEBRTC_STATUS_TIMEOUT)
+        webrtc: dict[str, Any] | None = await app[WEBRTC_RPC].call(
+            "status", timeout=WEBRTC_STATUS_TIMEOUT
+        )
     except RpcError:
         webrtc = None
     try:
-        governor: dict[str, Any] | None = await app[GOVERNOR].call(
+        governor: dict[str, Any] | None = await app[GOVERNOR_RPC].call(
             "status", timeout=GOVERNOR_STATUS_TIMEOUT
         )
     except RpcError:
@@ -54,7 +65,7 @@ async def status_document(app: web.Application) -> dict[str, Any]:
             "frames_dropped_delivery": feed.missed,
             "jpeg_frames": feed.jpeg_frames,
             "viewers": feed.viewers,
-            "viewers_by_priority": dict(app[VIEWERS].counts.get(cam.id, {})),
+            "viewers_by_priority": dict(app[BUS].counts.get(cam.id, {})),
             "webrtc_viewers": rtc.get("viewers", 0),
             "max_viewers": config.streaming.max_viewers,
             "error": st.error if st else "",
@@ -77,6 +88,7 @@ async def status_document(app: web.Application) -> dict[str, Any]:
         "state": "running",
         "pid": os.getpid(),
         "uptime": round(time.time() - app[STARTED], 1),
+        "bus": bus.losses(),
     }
     doc: dict[str, Any] = {
         "cameras": cameras,

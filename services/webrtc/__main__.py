@@ -12,6 +12,7 @@ import time
 import zmq
 import zmq.asyncio
 
+from titanium.common import bus
 from titanium.common.bus import Publisher, Subscriber
 from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints, unlink_ipc
@@ -48,7 +49,7 @@ async def run(config: Config, service: Service) -> None:
 
     async def beat() -> None:
         while True:
-            pub.publish(Heartbeat("webrtc", os.getpid(), service.started))
+            pub.publish(Heartbeat("webrtc", os.getpid(), service.started, **bus.losses()))
             await asyncio.sleep(1.0)
 
     log.info("WebRTC signalling on %s", endpoints.webrtc_rpc())

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import zmq
 import zmq.asyncio
 
+from tests.stack import Stack
 from titanium.common.bus import Publisher, Subscriber
 from titanium.common.endpoints import ipc_path
 from titanium.common.messages import Heartbeat, KeyframeRequest, Message, ViewerCount
@@ -118,3 +120,16 @@ def test_async_iteration_from_an_asyncio_context(tmp_path: Path) -> None:
 
     got = asyncio.run(main())
     assert len(got) == 3 and all(isinstance(m, KeyframeRequest) for m in got)
+
+
+def test_status_shows_what_each_service_lost_on_the_bus(stack: Stack) -> None:
+    """Every service's heartbeat carries its subscribers' missed and bad counts."""
+
+    def reported(doc: dict[str, Any]) -> bool:
+        services = doc["services"]
+        return all("bus" in s for s in services.values()) and len(services) >= 5
+
+    stack.wait_for(reported, 15, "bus counts from every service")
+    for name, svc in stack.status()["services"].items():
+        assert set(svc["bus"]) == {"missed", "bad"}, name
+        assert all(isinstance(v, int) and v >= 0 for v in svc["bus"].values()), (name, svc)

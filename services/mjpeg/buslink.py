@@ -1,5 +1,6 @@
-"""The front door on the bus: its heartbeat and MJPEG viewer counts out (for the governor's
-events and /status), the governor's ViewerAdmission in (which viewers are served now)."""
+"""The front door's link to the bus: its heartbeat and MJPEG viewer counts out (for the
+governor's events and /status), the governor's ViewerAdmission in (which viewers are
+served now), and the viewers' handlers, so that those no longer served can be ended."""
 
 from __future__ import annotations
 
@@ -13,39 +14,27 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
+from titanium.common import bus
+from titanium.common.bus import Publisher, Subscriber
 from titanium.common.config import Config
-from titanium.common.endpoints import Endpoints, unlink_ipc
-from titanium.common.messages import (
-    Heartbeat,
-    Message,
-    MessageError,
-    ViewerAdmission,
-    ViewerCount,
-    decode,
-    encode,
-)
+from titanium.common.endpoints import Endpoints
+from titanium.common.messages import Heartbeat, ViewerAdmission, ViewerCount
 from titanium.common.priority import admitted
 
-log = logging.getLogger("titanium.mjpeg.viewers")
+log = logging.getLogger("titanium.mjpeg.bus")
 PERIOD = 1.0
 
 
-class Viewers:
+class BusLink:
     def __init__(self, config: Config, ctx: zmq.asyncio.Context, started: float) -> None:
         endpoints = Endpoints(config.runtime_dir)
-        self._endpoint = endpoints.mjpeg_pub()
         self._started = started
         self.counts: dict[str, dict[str, int]] = {c.id: {} for c in config.cameras}
         self.min_priority = "low"
         self.reason = ""
         self._tasks: dict[asyncio.Task[Any], str] = {}  # each viewer's handler, its priority
-        self._pub = ctx.socket(zmq.PUB)
-        self._pub.setsockopt(zmq.LINGER, 0)
-        self._pub.bind(self._endpoint)
-        self._sub = ctx.socket(zmq.SUB)
-        self._sub.setsockopt(zmq.LINGER, 0)
-        self._sub.setsockopt(zmq.SUBSCRIBE, ViewerAdmission.TOPIC)
-        self._sub.connect(endpoints.governor_pub())
+        self.pub = Publisher(ctx, endpoints.mjpeg_pub())
+        self.sub = Subscriber(ctx, [endpoints.governor_pub()], (ViewerAdmission,))
 
     def admits(self, priority: str) -> bool:
         return admitted(priority, self.min_priority)
@@ -71,24 +60,12 @@ class Viewers:
             self._send_counts(camera)
 
     def _send_counts(self, camera: str) -> None:
-        self._send(ViewerCount("mjpeg", camera, dict(self.counts.get(camera, {}))))
-
-    def _send(self, msg: Message) -> None:
-        try:
-            self._pub.send_multipart(encode(msg), flags=zmq.NOBLOCK)
-        except zmq.Again:
-            pass
+        self.pub.publish(ViewerCount("mjpeg", camera, dict(self.counts.get(camera, {}))))
 
     async def run(self) -> None:
         beat = asyncio.ensure_future(self._beat())
         try:
-            while True:
-                frames = await self._sub.recv_multipart()
-                try:
-                    msg = decode(frames)
-                except MessageError as e:
-                    log.warning("dropped a bad message: %s", e)
-                    continue
+            async for msg in self.sub:
                 if isinstance(msg, ViewerAdmission) and msg.min_priority != self.min_priority:
                     log.info("serving %s-priority viewers and up: %s", msg.min_priority, msg.reason)
                     self.min_priority, self.reason = msg.min_priority, msg.reason
@@ -105,12 +82,11 @@ class Viewers:
 
     async def _beat(self) -> None:
         while True:
-            self._send(Heartbeat("mjpeg", os.getpid(), self._started))
+            self.pub.publish(Heartbeat("mjpeg", os.getpid(), self._started, **bus.losses()))
             for camera in self.counts:
                 self._send_counts(camera)
             await asyncio.sleep(PERIOD)
 
     def close(self) -> None:
-        self._pub.close()
-        self._sub.close()
-        unlink_ipc(self._endpoint)
+        self.pub.close()
+        self.sub.close()

@@ -1,0 +1,90 @@
+"""MJPEG streams and snapshots, in every dialect printer UIs use (PROTOCOLS.md): the
+camera a request names, the viewer's priority, and one JPEG per frame shared by everyone."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from titanium.common.priority import parse_priority
+from titanium.services.mjpeg.feed import CameraFeed
+from titanium.services.mjpeg.keys import BUS, CONFIG, FEEDS
+from titanium.services.mjpeg.multipart import OPENING, STREAM_HEADERS
+
+
+def _feed(request: web.Request) -> CameraFeed:
+    """The camera named by the path (/cam1/stream) or ``?camera=``, else the first."""
+    feeds = request.app[FEEDS]
+    name = request.match_info.get("camera") or request.query.get("camera")
+    if name is None:
+        return next(iter(feeds.values()))
+    if name not in feeds:
+        raise web.HTTPNotFound(text=f"no camera {name!r}; cameras: {', '.join(feeds)}\n")
+    return feeds[name]
+
+
+def _priority(request: web.Request) -> str:
+    """``?priority=high|medium|low`` (common/priority.py), medium by default."""
+    try:
+        return parse_priority(request.query.get("priority"))
+    except ValueError as e:
+        raise web.HTTPBadRequest(text=f"{e}\n") from None
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    feed = _feed(request)
+    priority = _priority(request)
+    viewers = request.app[BUS]
+    limit = request.app[CONFIG].streaming.max_viewers
+    if feed.viewers >= limit:
+        raise web.HTTPServiceUnavailable(
+            text=f"camera {feed.camera_id} already has {limit} viewers "
+            "(titanium.streaming.max_viewers); try again later\n",
+            headers={"Retry-After": "5"},
+        )
+    if not viewers.admits(priority):
+        raise web.HTTPServiceUnavailable(
+            text=f"{priority}-priority viewers are not served now: {viewers.reason}\n",
+            headers={"Retry-After": "10"},
+        )
+    response = web.StreamResponse(headers=STREAM_HEADERS)
+    feed.viewers += 1
+    try:
+        with viewers.watching(feed.camera_id, priority):
+            await response.prepare(request)
+            await response.write(OPENING)
+            latest, ready = feed.latest, feed.ready
+            # A viewer starts on the current frame, never on one left from an earlier viewer.
+            after = -1
+            if latest is not None:
+                current = ready is not None and latest.seq == ready.seq
+                after = latest.n - 1 if current else latest.n
+            # The governor sheds viewers below its admission (memory, critical print
+            # phases): checked per frame, and a paused camera still sends one a second.
+            while viewers.admits(priority):
+                frame = await feed.next_frame(after)
+                if frame is None:  # stopping: the last part ended with its boundary
+                    break
+                # A slow viewer waits here for its socket to drain, then takes the newest
+                # frame: it skips frames, it never queues them or holds up the others.
+                await response.write(frame.part)
+                after = frame.n
+    except (ConnectionResetError, ConnectionError):
+        pass
+    finally:
+        feed.viewers -= 1
+    return response
+
+
+async def snapshot(request: web.Request) -> web.Response:
+    feed = _feed(request)
+    frame = await feed.snapshot()
+    if frame is None:
+        raise web.HTTPServiceUnavailable(
+            text=f"camera {feed.camera_id} has not delivered a frame yet\n",
+            headers={"Retry-After": "1"},
+        )
+    return web.Response(
+        body=frame.jpeg,
+        content_type="image/jpeg",
+        headers={"Cache-Control": "no-store", "X-Timestamp": f"{frame.wall:.6f}"},
+    )
