@@ -169,22 +169,8 @@ class Capture:
             if not self.follow.pacer.take(frame.mono_ns):
                 self.ring.abort()
                 continue
-            slot, seq = self.ring.commit(
+            self._commit(
                 frame.size, fmt.fourcc, fmt.width, fmt.height, frame.mono_ns, frame.wall_ns
-            )
-            self._publish(
-                FrameReady(
-                    self.camera.id,
-                    self.ring.name,
-                    self.ring.ring_id,
-                    slot,
-                    seq,
-                    fmt.fourcc,
-                    fmt.width,
-                    fmt.height,
-                    frame.wall_ns / 1e9,
-                    fps=self.rate.fps,
-                )
             )
             self.frames += 1
             self._window_frames += 1
@@ -226,9 +212,23 @@ class Capture:
         view[: len(jpeg)] = jpeg
         _release(view)
         w, h = placeholder.width, placeholder.height
-        slot, seq = self.ring.commit(
-            len(jpeg), formats.MJPG, w, h, time.monotonic_ns(), int(wall * 1e9), FLAG_PLACEHOLDER
-        )
+        self._commit(len(jpeg), formats.MJPG, w, h, time.monotonic_ns(), int(wall * 1e9), True)
+        self._maybe_status(force=True)
+
+    def _commit(
+        self,
+        size: int,
+        fourcc: str,
+        width: int,
+        height: int,
+        mono_ns: int,
+        wall_ns: int,
+        placeholder: bool = False,
+    ) -> None:
+        """Commit the slot being written and announce it."""
+        assert self.ring is not None
+        flags = FLAG_PLACEHOLDER if placeholder else 0
+        slot, seq = self.ring.commit(size, fourcc, width, height, mono_ns, wall_ns, flags)
         self._publish(
             FrameReady(
                 self.camera.id,
@@ -236,14 +236,14 @@ class Capture:
                 self.ring.ring_id,
                 slot,
                 seq,
-                formats.MJPG,
-                w,
-                h,
-                wall,
-                placeholder=True,
+                fourcc,
+                width,
+                height,
+                wall_ns / 1e9,
+                placeholder=placeholder,
+                fps=0.0 if placeholder else self.rate.fps,
             )
         )
-        self._maybe_status(force=True)
 
     def _maybe_status(self, force: bool = False) -> None:
         now = time.monotonic()

@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import itertools
 import json
-import shutil
 import statistics
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +19,7 @@ from pathlib import Path
 import pytest
 import zmq
 
+from tests.integration.clips import make_clip
 from tests.integration.conftest import Stack
 from tests.integration.test_encoder_service import Service
 from titanium.common.endpoints import Endpoints
@@ -153,16 +152,9 @@ def pipeline(tmp_path: Path) -> Iterator[RatePipeline]:
 
 
 def _clip(tmp: Path) -> Path:
-    if shutil.which("ffmpeg") is None:
-        pytest.skip("needs Debian's ffmpeg to make the 15 fps clip")
-    clip = tmp / "clip15.y4m"
     # Temporal noise: every frame costs bits, so the encoder can always spend its budget
     # and a bitrate shortfall is the rate control's, not the content's.
-    source = f"testsrc2=size=320x240:rate={CLIP_FPS},noise=alls=40:allf=t"
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", source, "-t", "2", str(clip)], check=True
-    )
-    return clip
+    return make_clip(tmp / "clip15.y4m", CLIP_FPS, 2, "noise=alls=40:allf=t")
 
 
 def _check(m: Measured, fps: float, log: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import simplejpeg
 
+from tests.integration.clips import make_clip
 from tests.integration.conftest import Stack
 from tests.integration.mjpeg_client import Drain, MjpegClient
 from tests.integration.rtc_client import HeldPeer
@@ -133,25 +133,7 @@ def test_file_source_plays_a_file_made_here(
     make_stack: Callable[..., Stack], tmp_path: Path
 ) -> None:
     clip = tmp_path / "print.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=15",
-            "-t",
-            "1",
-            "-pix_fmt",
-            "yuv420p",
-            str(clip),
-        ],
-        check=True,
-        timeout=60,
-    )
+    make_clip(clip, 15)
     stack = make_stack([{"device": f"file:{clip}", "resolution": "320x240", "fps": 15}])
     stack.wait_for(
         lambda st: st["cameras"]["cam0"]["online"] and st["cameras"]["cam0"]["frames"] > 20
@@ -181,25 +163,7 @@ def test_missing_source_shows_offline_frame_then_resumes_by_itself(
     stamp = read_timecode_jpeg(offline)  # the offline frame is fresh, not a stale image
     assert stamp is not None and time.time() - stamp < 2.0
     made = tmp_path / "made.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-loglevel",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc2=size=320x240:rate=10",
-            "-t",
-            "1",
-            "-pix_fmt",
-            "yuv420p",
-            str(made),
-        ],
-        check=True,
-        timeout=60,
-    )
+    make_clip(made, 10)
     made.rename(clip)  # the "camera" comes back
     stack.wait_for(lambda st: st["cameras"]["cam0"]["online"], timeout=10)
     code, _, live = stack.get("/snapshot")
