@@ -1,5 +1,5 @@
 """The FrameSource protocol: what the capture loop needs from a camera, a test pattern or a
-file, and the factory that picks one from config."""
+file (factory.py picks one from config)."""
 
 from __future__ import annotations
 
