@@ -14,9 +14,10 @@ import click
 import zmq
 import zmq.asyncio
 
+from titanium.common.bus import Subscriber
 from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints, ipc_path
-from titanium.common.messages import GovernorEvent, MessageError, decode_as
+from titanium.common.messages import GovernorEvent
 from titanium.common.rpc import RpcClient, RpcError
 
 CALL_TIMEOUT = 5.0
@@ -153,22 +154,21 @@ def register(main: click.Group, load: Callable[[str | None], Config]) -> None:
     @config_opt
     def events(count: int, config_path: str | None) -> None:
         """Print the governor's events as JSON lines, as they happen."""
-        ctx = zmq.Context()
-        sub = ctx.socket(zmq.SUB)
-        sub.setsockopt(zmq.SUBSCRIBE, GovernorEvent.TOPIC)
-        sub.connect(Endpoints(load(config_path).runtime_dir).governor_pub())
+        ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+        endpoint = Endpoints(load(config_path).runtime_dir).governor_pub()
+        sub = Subscriber(ctx, [endpoint], (GovernorEvent,))
         seen = 0
         try:
             while not count or seen < count:
-                try:
-                    ev = decode_as(GovernorEvent, sub.recv_multipart())
-                except MessageError:
-                    continue
-                click.echo(json.dumps(ev.__dict__), nl=True)
-                sys.stdout.flush()
-                seen += 1
+                sub.socket.poll()  # until something arrives; Ctrl-C ends the wait
+                for ev in sub.drain():
+                    click.echo(json.dumps(ev.__dict__), nl=True)
+                    sys.stdout.flush()
+                    seen += 1
+                    if seen == count:
+                        break
         except KeyboardInterrupt:
             pass
         finally:
-            sub.close(0)
+            sub.close()
             ctx.term()
