@@ -118,8 +118,24 @@ class StreamingConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """Per source address and per token: requests a second (sustained, and the burst
+    allowed above it) and sessions open at once. Over a limit: 429 with Retry-After."""
+
+    signalling_rate: float
+    signalling_burst: int
+    snapshot_rate: float
+    snapshot_burst: int
+    sessions_per_token: int
+    sessions_per_address: int
+
+
+@dataclass(frozen=True)
 class HttpConfig:
     listen: Address
+    auth: str  # 'off' or 'token'
+    auth_exempt_loopback: bool
+    limits: LimitsConfig
 
 
 @dataclass(frozen=True)
@@ -156,6 +172,7 @@ class Config:
     governor: GovernorConfig
     runtime_dir: Path
     mirage: MirageConfig
+    state_dir: Path
     source: str = field(default="defaults", compare=False)
 
     @property
@@ -278,6 +295,13 @@ def default_runtime_dir() -> Path:
     return Path(f"/tmp/titanium-{os.getuid()}")
 
 
+def default_state_dir() -> Path:
+    if os.geteuid() == 0:
+        return Path("/var/lib/titanium")
+    xdg = os.environ.get("XDG_STATE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "state") / "titanium"
+
+
 CAMERA_FIELDS = (
     Field("id", str, "cam0", "name used in URLs and messages", _camera_id),
     Field("device", str, "auto", "V4L2 path, 'testpattern', 'file:PATH' or 'auto'", _device),
@@ -325,7 +349,48 @@ WEBRTC_FIELDS = (
         _addresses,
     ),
 )
-HTTP_FIELDS = (Field("listen", str, "127.0.0.1:8080", "HTTP front door address", parse_address),)
+
+
+def _rate(value: float) -> float:
+    if not 0.1 <= value <= 10000:
+        raise ValueError("requests a second, from 0.1 to 10000")
+    return float(value)
+
+
+LIMITS_FIELDS = (
+    Field("signalling_rate", (int, float), 2.0, "signalling requests a second", _rate),
+    Field("signalling_burst", int, 20, "signalling requests above the rate", range=(1, 10000)),
+    # mjpegstreamer-adaptive polls /snapshot at its target_fps (15 by default, up to 30)
+    Field("snapshot_rate", (int, float), 60.0, "snapshot requests a second", _rate),
+    Field("snapshot_burst", int, 60, "snapshot requests above the rate", range=(1, 10000)),
+    Field("sessions_per_token", int, 20, "streams and peers open at once", range=(1, 10000)),
+    Field("sessions_per_address", int, 40, "streams and peers open at once", range=(1, 10000)),
+)
+HTTP_FIELDS = (
+    Field("listen", str, "127.0.0.1:8080", "HTTP front door address", parse_address),
+    Field(
+        "auth",
+        str,
+        "off",
+        "'off': anyone who reaches the port watches; 'token': every route needs a token",
+        choices=("off", "token"),
+    ),
+    Field(
+        "auth_exempt_loopback",
+        bool,
+        False,
+        "with auth 'token', requests from loopback need none (nginx authenticates)",
+        None,
+    ),
+    Field(
+        "limits",
+        dict,
+        {},
+        "rate limits and session caps",
+        lambda v: LimitsConfig(**take_fields(v, "titanium.http.limits", LIMITS_FIELDS)),
+        dump=lambda limits: dump_fields(limits, LIMITS_FIELDS),
+    ),
+)
 
 
 def _stun_url(value: str) -> str:
@@ -388,6 +453,7 @@ TITANIUM_FIELDS = (
     Field("webrtc", dict, {}, "WebRTC peers", None),
     Field("governor", dict, {}, "print protection and the control socket", None),
     Field("runtime_dir", str, "", "folder for sockets and shared-memory names", None),
+    Field("state_dir", str, "", "folder for what survives a restart (tokens)", None),
 )
 TOP_FIELDS = (
     Field("titanium", dict, {}, "Titanium's settings", None),
@@ -461,6 +527,7 @@ def parse_config(
             Path(section["runtime_dir"]) if section["runtime_dir"] else default_runtime_dir()
         ),
         mirage=MirageConfig(**take_fields(streams, "mirage.titanium_streams", MIRAGE_FIELDS)),
+        state_dir=Path(section["state_dir"]) if section["state_dir"] else default_state_dir(),
         source=source,
     )
 
@@ -495,6 +562,7 @@ def config_to_json(config: Config) -> dict[str, Any]:
             "webrtc": dump_fields(config.webrtc, WEBRTC_FIELDS),
             "governor": governor_to_json(config.governor),
             "runtime_dir": str(config.runtime_dir),
+            "state_dir": str(config.state_dir),
         },
         "mirage": {"titanium_streams": dump_fields(config.mirage, MIRAGE_FIELDS)},
     }

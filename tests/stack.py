@@ -83,11 +83,13 @@ class Stack(Child):
     ) -> None:
         self.port = port or free_port()
         self.runtime_dir = workdir / "run"
+        self.state_dir = workdir / "state"
         self.config_path = workdir / "titanium.json"
         doc = {
             "titanium": {
                 "cameras": cameras,
                 "runtime_dir": str(self.runtime_dir),
+                "state_dir": str(self.state_dir),
                 "http": {"listen": f"127.0.0.1:{self.port}"},
                 "webrtc": {"ice_addresses": ["127.0.0.1"]},
                 **titanium,

@@ -1,0 +1,232 @@
+"""Access tokens: signed, expiring, URL-safe, revocable.
+
+A token is a JWT (PyJWT, HS256) carrying its id (``jti``), its holder's name (``sub``), the
+cameras it may see (``cams``; empty for every camera), its right (``rights``: ``view`` <
+``control`` < ``admin``, each including the ones before) and its expiry (``exp``). JWTs are
+base64url with dots: they survive ``decodeURIComponent``, a query string and a path segment
+unchanged, which is what Mainsail's and Fluidd's players need (PROTOCOLS.md, "Tokens that
+browser clients can carry").
+
+The signing key (32 random bytes) and the token database live in the state directory: the key
+is created on first use, owner-only; the database (SQLite, WAL) lists every token issued and
+every one revoked, so a revocation survives a restart. Verifying reads the key once and
+asks the database only whether the id was revoked (a cached set, refreshed by
+:meth:`Tokens.refresh`), so it costs no disk access per request.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jwt
+
+RIGHTS = ("view", "control", "admin")
+ALGORITHM = "HS256"
+KEY_FILE = "token.key"
+DB_FILE = "tokens.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS issued (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, cameras TEXT NOT NULL, rights TEXT NOT NULL,
+    issued REAL NOT NULL, expires REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY, at REAL NOT NULL);
+"""
+
+
+class TokenError(Exception):
+    """A token that cannot be used; ``code`` is 'missing', 'bad', 'expired' or 'revoked'
+    (each answered 401), ``reason`` says why in the client's terms."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Grant:
+    """What a valid token allows."""
+
+    id: str
+    name: str
+    cameras: tuple[str, ...]  # empty: every camera
+    rights: str
+    issued: float
+    expires: float
+
+    def sees(self, camera: str) -> bool:
+        return not self.cameras or camera in self.cameras
+
+    def may(self, right: str) -> bool:
+        """``right`` or more: ``admin`` may control, ``control`` may view."""
+        return RIGHTS.index(self.rights) >= RIGHTS.index(right)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "cameras": list(self.cameras),
+            "rights": self.rights,
+            "issued": self.issued,
+            "expires": self.expires,
+        }
+
+
+def parse_ttl(text: str) -> float:
+    """Seconds in ``'30d'``, ``'12h'``, ``'45m'``, ``'90s'`` or a bare number of seconds."""
+    units = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+    text = text.strip().lower()
+    scale = units.get(text[-1:], 0)
+    number = text[:-1] if scale else text
+    scale = scale or 1
+    try:
+        value = float(number) * scale
+    except ValueError:
+        raise ValueError(f"a duration such as 30d, 12h, 45m or 90s, not {text!r}") from None
+    if not 60 <= value <= 10 * 365 * 86400:
+        raise ValueError("a duration from 1 minute to 10 years")
+    return value
+
+
+class Tokens:
+    """The token authority of one state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+        self._key: bytes | None = None
+        self._revoked: set[str] = set()
+        self._revoked_at = 0.0  # the newest revocation time seen
+        self._refreshed = False
+
+    # -- storage ------------------------------------------------------------------------
+
+    def _db(self) -> sqlite3.Connection:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db = sqlite3.connect(self.state_dir / DB_FILE, timeout=5)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+        return db
+
+    def key(self) -> bytes:
+        """The signing key, created (owner-only) on first use."""
+        if self._key is None:
+            path = self.state_dir / KEY_FILE
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            except FileExistsError:
+                pass
+            else:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(secrets.token_bytes(32))
+            self._key = path.read_bytes()
+            if len(self._key) < 32:
+                raise TokenError("bad", f"the signing key {path} is damaged")
+        return self._key
+
+    # -- issuing ------------------------------------------------------------------------
+
+    def create(
+        self, name: str, cameras: Iterable[str] = (), rights: str = "view", ttl: float = 30 * 86400
+    ) -> tuple[str, Grant]:
+        """A new token and what it grants."""
+        if rights not in RIGHTS:
+            raise ValueError(f"rights: one of {', '.join(RIGHTS)}, not {rights!r}")
+        now = float(int(time.time()))  # JWT times are whole seconds
+        grant = Grant(secrets.token_hex(8), name, tuple(cameras), rights, now, now + int(ttl))
+        claims = {
+            "jti": grant.id,
+            "sub": grant.name,
+            "cams": list(grant.cameras),
+            "rights": grant.rights,
+            "iat": int(grant.issued),
+            "exp": int(grant.expires),
+        }
+        token = jwt.encode(claims, self.key(), algorithm=ALGORITHM)
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO issued VALUES (?, ?, ?, ?, ?, ?)",
+                (grant.id, name, ",".join(grant.cameras), rights, grant.issued, grant.expires),
+            )
+        return token, grant
+
+    def revoke(self, token_id: str) -> bool:
+        """Revoke the token with this id; False when no such token was issued here."""
+        with self._db() as db:
+            known = db.execute("SELECT 1 FROM issued WHERE id = ?", (token_id,)).fetchone()
+            if known is None:
+                return False
+            db.execute("INSERT OR IGNORE INTO revoked VALUES (?, ?)", (token_id, time.time()))
+        self._revoked.add(token_id)
+        return True
+
+    def list(self) -> list[dict[str, Any]]:
+        """Every token issued, newest first, with whether it is revoked or expired."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT i.id, i.name, i.cameras, i.rights, i.issued, i.expires, r.at "
+                "FROM issued i LEFT JOIN revoked r ON r.id = i.id ORDER BY i.issued DESC"
+            ).fetchall()
+        now = time.time()
+        out = []
+        for tid, name, cams, rights, issued, expires, revoked in rows:
+            grant = Grant(
+                tid, name, tuple(c for c in cams.split(",") if c), rights, issued, expires
+            )
+            out.append({**grant.describe(), "revoked": revoked, "expired": expires <= now})
+        return out
+
+    # -- checking -----------------------------------------------------------------------
+
+    def refresh(self) -> set[str]:
+        """Read revocations made since the last call (by any process); returns the ids
+        newly revoked, so their live sessions can be ended."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT id, at FROM revoked WHERE at >= ?", (self._revoked_at,)
+            ).fetchall()
+        self._refreshed = True
+        new = {tid for tid, _ in rows} - self._revoked
+        self._revoked |= new
+        self._revoked_at = max([self._revoked_at, *(at for _, at in rows)])
+        return new
+
+    def verify(self, token: str | None) -> Grant:
+        """What ``token`` grants; TokenError when it is missing, bad, expired or revoked."""
+        if not token:
+            raise TokenError("missing", "this needs a token (?token=, /t/TOKEN/…, Bearer or Basic)")
+        try:
+            claims = jwt.decode(
+                token,
+                self.key(),
+                algorithms=[ALGORITHM],
+                options={"require": ["exp", "jti", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise TokenError("expired", "the token has expired") from None
+        except jwt.InvalidTokenError:
+            raise TokenError("bad", "the token is not one this Titanium issued") from None
+        cams = claims.get("cams") or []
+        rights = claims.get("rights", "view")
+        if not isinstance(cams, list) or rights not in RIGHTS:
+            raise TokenError("bad", "the token is not one this Titanium issued")
+        grant = Grant(
+            str(claims["jti"]),
+            str(claims["sub"]),
+            tuple(str(c) for c in cams),
+            rights,
+            float(claims.get("iat", 0)),
+            float(claims["exp"]),
+        )
+        if not self._refreshed:
+            self.refresh()
+        if grant.id in self._revoked:
+            raise TokenError("revoked", "the token was revoked")
+        return grant
