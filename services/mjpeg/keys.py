@@ -19,3 +19,7 @@ HEALTH = web.AppKey("health", Health)
 WEBRTC_RPC = web.AppKey("webrtc_rpc", RpcClient)  # the WebRTC service's signalling
 GOVERNOR_RPC = web.AppKey("governor_rpc", RpcClient)  # the governor's control socket
 BUS = web.AppKey("bus", BusLink)
+
+# Per request: what its token grants (common/tokens.py Grant), None when auth is off or the
+# request is exempt. Set by the auth middleware before any handler runs.
+GRANT = "titanium.grant"
