@@ -6,6 +6,7 @@ IPv6 hosts are written in brackets wherever a port follows (``[::1]:8080``,
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 
 # Addresses that mean "every interface": a client on this machine reaches them on loopback.
@@ -37,6 +38,20 @@ class Address:
 
     def zmq(self, port_offset: int = 0) -> str:
         return f"tcp://{Address(self.host, self.port + port_offset)}"
+
+
+def reachable(listen: Address) -> list[Address]:
+    """Where clients reach ``listen``: its local address first, then for a wildcard the
+    machine's IPv4 LAN addresses (``hostname -I``; none when it cannot say), which is what
+    a printer UI on another machine must be given."""
+    found = [listen.local()]
+    if not listen.wildcard:
+        return found
+    try:
+        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=2)
+    except (OSError, subprocess.SubprocessError):
+        return found
+    return found + [Address(a, listen.port) for a in out.stdout.split() if ":" not in a]
 
 
 def parse_address(value: str, lowest_port: int = 0, highest_port: int = 65535) -> Address:

@@ -1,4 +1,5 @@
-"""``titaniumctl``: run Titanium, ask how it is doing, check a config."""
+"""``titaniumctl``: run Titanium, ask how it is doing, check a config (the control
+socket's commands are in remote.py, the token commands in tokencli.py)."""
 
 from __future__ import annotations
 
@@ -121,9 +122,10 @@ def cameras() -> None:
         click.echo(f"{cam['path']}: {cam.get('card', '')} ({cam.get('driver', '')})")
 
 
-from titanium.remote import register  # noqa: E402 - the commands need `main` and `_load`
+from titanium import remote, tokencli  # noqa: E402 - the commands need `main` and `_load`
 
-register(main, _load)
+remote.register(main, _load)
+tokencli.register(main, _load)
 
 if __name__ == "__main__":
     main()

@@ -18,7 +18,7 @@ from typing import Any
 
 import click
 
-from titanium.common.address import Address
+from titanium.common.address import reachable
 from titanium.common.config import Config, config_to_json
 from titanium.common.endpoints import Endpoints
 from titanium.common.ring import SHM_DIR
@@ -41,16 +41,7 @@ def _port_free(host: str, port: int) -> str | None:
 
 
 def _urls(config: Config) -> list[str]:
-    listen = config.http.listen
-    urls = [listen.local().http_url()]
-    if not listen.wildcard:
-        return urls
-    try:
-        out = subprocess.run(["hostname", "-I"], capture_output=True, text=True, timeout=2)
-        urls += [Address(a, listen.port).http_url() for a in out.stdout.split() if ":" not in a]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return urls
+    return [a.http_url() for a in reachable(config.http.listen)]
 
 
 def _status(config: Config) -> dict[str, Any] | None:

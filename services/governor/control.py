@@ -9,10 +9,14 @@ not a map), ``unknown_command``, ``bad_args`` (missing, wrong type, out of range
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from titanium.common.address import reachable
 from titanium.common.rpc import RpcError, arg
+from titanium.common.tokens import RIGHTS, Tokens, parse_ttl
+from titanium.common.tokenurls import allowed_cameras, token_urls
 from titanium.services.governor import policy
 from titanium.services.governor.core import Governor
 from titanium.services.governor.printer import PRINT_STATES, from_hydrogen
@@ -23,6 +27,7 @@ class Control:
     def __init__(self, governor: Governor, moonraker: Callable[[], dict[str, Any] | None]) -> None:
         self.gov = governor
         self._moonraker = moonraker
+        self.tokens = Tokens(governor.config.state_dir)
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any]]]:
         return {
@@ -33,6 +38,9 @@ class Control:
             "quality.set": self.quality_set,
             "quality.auto": self.quality_auto,
             "cameras.list": self.cameras_list,
+            "token.create": self.token_create,
+            "token.list": self.token_list,
+            "token.revoke": self.token_revoke,
         }
 
     def _cameras(self, args: dict[str, Any]) -> list[str]:
@@ -140,3 +148,49 @@ class Control:
                 }
             )
         return out
+
+    async def token_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        """``token.create`` ``{name: str, cameras?: [str] (every camera without),
+        rights?: 'view'|'control'|'admin' ('view'), ttl?: '30d'|'12h'|'45m'|'90s' or
+        seconds (30 days)}`` → ``{token, grant: {id, name, cameras, rights, issued,
+        expires}, urls: [{camera, host, urls: {mjpeg_stream, mjpeg_snapshot,
+        webrtc_camerastreamer, webrtc_mediamtx, octoprint_webrtc, whep}}]}``: what
+        ``titaniumctl token create --json`` prints (common/tokenurls.py)."""
+        name = arg(args, "name", str)
+        if not name.strip():
+            raise RpcError("bad_args", "argument 'name' must not be empty")
+        cameras = arg(args, "cameras", list, [])
+        if not all(isinstance(c, str) for c in cameras):
+            raise RpcError("bad_args", "argument 'cameras' must be a list of camera ids")
+        try:
+            allowed_cameras(self.gov.config, cameras)
+        except ValueError as e:
+            raise RpcError("bad_args", f"argument 'cameras': {e}") from None
+        rights = arg(args, "rights", str, "view")
+        if rights not in RIGHTS:
+            raise RpcError("bad_args", f"argument 'rights' must be one of {', '.join(RIGHTS)}")
+        ttl = arg(args, "ttl", (str, int, float), "30d")
+        try:
+            seconds = parse_ttl(str(ttl))
+        except ValueError as e:
+            raise RpcError("bad_args", f"argument 'ttl': {e}") from None
+
+        def issue() -> dict[str, Any]:
+            # SQLite and `hostname -I` block: off the loop, which serves the other commands.
+            token, grant = self.tokens.create(name, cameras, rights, seconds)
+            hosts = reachable(self.gov.config.http.listen)
+            urls = token_urls(self.gov.config, token, grant.cameras, hosts)
+            return {"token": token, "grant": grant.describe(), "urls": urls}
+
+        return await asyncio.to_thread(issue)
+
+    async def token_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
+        """``token.list`` ``{}`` → ``[{id, name, cameras, rights, issued, expires, revoked:
+        unix time or null, expired: bool}]``, newest first; never the tokens themselves."""
+        return await asyncio.to_thread(self.tokens.list)
+
+    async def token_revoke(self, args: dict[str, Any]) -> dict[str, bool]:
+        """``token.revoke`` ``{id: str}`` → ``{revoked: bool}``, false when no token with
+        that id was issued here. The front door ends the token's sessions within 2 s."""
+        token_id = arg(args, "id", str)
+        return {"revoked": await asyncio.to_thread(self.tokens.revoke, token_id)}

@@ -78,7 +78,7 @@ class Events:
 
 
 class GovernorProcess(Child):
-    """``python -m titanium.services.governor`` alone on a temporary runtime dir."""
+    """``python -m titanium.services.governor`` alone on a temporary runtime and state dir."""
 
     def __init__(
         self,
@@ -88,12 +88,15 @@ class GovernorProcess(Child):
         **titanium: Any,
     ) -> None:
         self.endpoints = Endpoints(tmp / "run")
+        # Its own token database: the default (/var/lib/titanium as root) is the machine's.
+        self.state_dir = Path(titanium.pop("state_dir", tmp / "state"))
         config = tmp / "titanium.json"
         cams = cameras or [{"device": "testpattern", "resolution": "640x480"}]
         doc = {
             "titanium": {
                 "cameras": cams,
                 "runtime_dir": str(self.endpoints.runtime_dir),
+                "state_dir": str(self.state_dir),
                 "governor": {"psutil_sensors": False, **governor},
                 **titanium,
             }

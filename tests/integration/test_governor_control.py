@@ -20,6 +20,7 @@ import zmq
 from tests.integration.conftest import TITANIUMCTL, free_port
 from tests.integration.governor_client import GovernorProcess, call
 from titanium.common.rpc import RpcError
+from titanium.common.tokens import TokenError, Tokens
 
 CAMERAS = [
     {"id": "bed", "device": "testpattern", "resolution": "1920x1080"},
@@ -121,6 +122,13 @@ GARBAGE = [
     ((_req("quality.set", {"camera": "garage", "rung": "720p15"}),), "not_found"),
     ((_req("stream.pause", {"camera": 3}),), "bad_args"),
     ((_req("quality.auto", {"camera": ["bed"]}),), "bad_args"),
+    ((_req("token.create", {}),), "bad_args"),
+    ((_req("token.create", {"name": 3}),), "bad_args"),
+    ((_req("token.create", {"name": "x", "cameras": "bed"}),), "bad_args"),
+    ((_req("token.create", {"name": "x", "rights": "root"}),), "bad_args"),
+    ((_req("token.create", {"name": "x", "ttl": True}),), "bad_args"),
+    ((_req("token.revoke", {}),), "bad_args"),
+    ((_req("token.revoke", {"id": 12}),), "bad_args"),
 ]
 
 
@@ -142,6 +150,64 @@ def test_garbage_and_wrong_requests_get_error_replies_and_status_still_answers(
         ctx.term()
     assert governor.call("cameras.list")[0]["id"] == "bed"
     assert governor.proc.poll() is None
+
+
+@pytest.mark.parametrize(
+    ("args", "names"),
+    [
+        ({"cameras": ["bed", "garage"]}, "argument 'cameras': no camera 'garage' in this config"),
+        ({"cameras": [1]}, "argument 'cameras' must be a list of camera ids"),
+        ({"rights": "root"}, "argument 'rights' must be one of view, control, admin"),
+        ({"ttl": "5y"}, "argument 'ttl': a duration such as 30d"),
+        ({"ttl": 10}, "argument 'ttl': a duration from 1 minute to 10 years"),
+        ({"name": ""}, "argument 'name' must not be empty"),
+    ],
+)
+def test_token_create_names_the_bad_argument(
+    governor: GovernorProcess, args: dict[str, Any], names: str
+) -> None:
+    """Pins: a wrong token.create argument is a bad_args reply naming it, and issues nothing."""
+    with pytest.raises(RpcError) as e:
+        governor.call("token.create", **{"name": "hydrogen", **args})
+    assert e.value.code == "bad_args" and names in e.value.message
+    assert governor.call("token.list") == []
+
+
+def test_token_commands_issue_list_and_revoke(governor: GovernorProcess, tmp_path: Path) -> None:
+    """Pins: Hydrogen's token.create gives a token the front door's authority accepts, with
+    the same URLs as the CLI's; token.list shows it and the CLI's own; token.revoke makes
+    it fail as revoked and answers false for an id never issued."""
+    made = governor.call("token.create", name="hydrogen", cameras=["nozzle"], ttl=3600)
+    grant = Tokens(governor.state_dir).verify(made["token"])
+    assert made["grant"] == grant.describe()
+    assert (grant.name, grant.cameras, grant.rights) == ("hydrogen", ("nozzle",), "view")
+    assert grant.expires - grant.issued == 3600
+    (entry,) = made["urls"]  # one camera, the default loopback listen
+    assert (entry["camera"], entry["host"]) == ("nozzle", "127.0.0.1:8080")
+    t = made["token"]
+    assert entry["urls"]["mjpeg_stream"] == f"http://127.0.0.1:8080/nozzle/stream?token={t}"
+    assert entry["urls"]["whep"] == f"http://127.0.0.1:8080/t/{t}/nozzle/whep"
+
+    out = ctl(tmp_path / "titanium.json", "token", "create", "--json", "--rights", "admin")
+    assert out.returncode == 0, out.stderr
+    from_cli = json.loads(out.stdout)
+    assert [e["camera"] for e in from_cli["urls"]] == ["bed", "nozzle"]
+    assert set(from_cli["urls"][1]["urls"]) == set(entry["urls"])
+
+    listed = governor.call("token.list")
+    assert {t["id"] for t in listed} == {grant.id, from_cli["grant"]["id"]}
+    mine = next(t for t in listed if t["id"] == grant.id)
+    assert (mine["cameras"], mine["revoked"], mine["expired"]) == (["nozzle"], None, False)
+    assert "token" not in mine  # the secret is shown once, at creation
+
+    assert governor.call("token.revoke", id=grant.id) == {"revoked": True}
+    with pytest.raises(TokenError) as e:
+        Tokens(governor.state_dir).verify(made["token"])
+    assert e.value.code == "revoked"
+    assert Tokens(governor.state_dir).verify(from_cli["token"]).rights == "admin"
+    assert governor.call("token.revoke", id="0123456789abcdef") == {"revoked": False}
+    revoked = next(t for t in governor.call("token.list") if t["id"] == grant.id)
+    assert revoked["revoked"] is not None
 
 
 def test_tcp_only_when_configured(tmp_path: Path) -> None:
