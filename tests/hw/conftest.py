@@ -100,6 +100,7 @@ class CaptureService:
                 stderr=subprocess.STDOUT,
             )
         self.status: CameraStatus | None = None
+        self._statuses: list[CameraStatus] = []  # in order, from the last drain() on
         self._ring: RingReader | None = None
         self._ring_id = 0
 
@@ -114,6 +115,7 @@ class CaptureService:
             msg = decode(self.sub.recv_multipart())
             if isinstance(msg, CameraStatus):
                 self.status = msg
+                self._statuses.append(msg)
             elif isinstance(msg, FrameReady):
                 return msg
         return None
@@ -133,10 +135,17 @@ class CaptureService:
     def wait_status(
         self, check: Callable[[CameraStatus], bool], timeout: float, what: str
     ) -> CameraStatus:
+        """The first status since the last one a wait returned (or the last drain) that
+        passes ``check``: capture publishes a status at once when the camera comes back, so
+        a short outage may already be over by the time a test looks."""
         until = time.monotonic() + timeout
-        while time.monotonic() < until:
-            if self.status is not None and check(self.status):
-                return self.status
+        while True:
+            while self._statuses:
+                status = self._statuses.pop(0)
+                if check(status):
+                    return status
+            if time.monotonic() >= until:
+                break
             self._receive(min(until, time.monotonic() + 0.2))
         raise AssertionError(
             f"status never showed {what} in {timeout} s; last {self.status}\n"
@@ -149,6 +158,7 @@ class CaptureService:
             msg = decode(self.sub.recv_multipart())
             if isinstance(msg, CameraStatus):
                 self.status = msg
+        self._statuses.clear()
 
     def ring(self, frame: FrameReady) -> RingReader:
         """The ring ``frame`` is in (capture makes a new one when frames outgrow its slots)."""
