@@ -29,7 +29,9 @@ from titanium.services.mjpeg.keys import (
     STARTED,
     WEBRTC_RPC,
 )
+from titanium.services.mjpeg.limits import LIMITS, Limits
 from titanium.services.mjpeg.routes import add_routes
+from titanium.services.mjpeg.sessions import STREAMS, Streams, watch_revocations
 
 
 def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Application:
@@ -50,13 +52,17 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
     app[WEBRTC_RPC] = RpcClient(ctx, endpoints.webrtc_rpc())
     app[GOVERNOR_RPC] = RpcClient(ctx, endpoints.governor_rpc())
     app[BUS] = BusLink(config, ctx, started)
+    app[LIMITS] = Limits(config.http.limits)
+    app[STREAMS] = Streams()
     add_routes(app)
 
     async def feeds_ctx(app: web.Application) -> Any:
         feeds = list(app[FEEDS].values())
+        # Without tokens no session has one to die with.
+        revocations = [watch_revocations(app)] if config.http.auth == "token" else []
         body = asyncio.ensure_future(
             run_until_cancelled(
-                [*(f.run() for f in feeds), app[HEALTH].run(), app[BUS].run()],
+                [*(f.run() for f in feeds), app[HEALTH].run(), app[BUS].run(), *revocations],
                 [
                     *(f.close for f in feeds),
                     app[HEALTH].close,

@@ -21,7 +21,9 @@ from titanium.common.rpc import RpcError
 from titanium.services.mjpeg.bodies import JSON_LIMIT, SDP_LIMIT, SDPFRAG_LIMIT, read_text
 from titanium.services.mjpeg.errors import http_error
 from titanium.services.mjpeg.keys import CONFIG, WEBRTC_RPC
+from titanium.services.mjpeg.limits import LIMITS, client_address, grant_of, limit_signalling
 from titanium.services.mjpeg.sdpfrag import parse_sdpfrag
+from titanium.services.mjpeg.sessions import SESSION_RETRY_AFTER, STREAMS
 
 log = logging.getLogger("titanium.mjpeg.signalling")
 SIGNAL_TIMEOUT = 15.0  # ICE gathering on a busy board takes a while
@@ -66,11 +68,25 @@ async def _call(request: web.Request, cmd: str, **args: Any) -> Any:
             if e.code == "disconnected" and attempt == 1:
                 log.info("webrtc service went away during %r; sending it again", cmd)
                 continue
+            if e.code == "too_many":  # a session cap (the webrtc service counts its peers)
+                raise request.app[LIMITS].refuse(
+                    "sessions", e.message, SESSION_RETRY_AFTER
+                ) from None
             reason = e.message
             if e.code in ("timeout", "disconnected"):
                 reason = "the WebRTC service is not answering; MJPEG still works at stream"
             raise http_error(STATUS.get(e.code, 500), reason) from None
     raise AssertionError("unreachable")
+
+
+def _owner(request: web.Request) -> dict[str, Any]:
+    """Who opens a session, for the webrtc service: the token it dies with, the address
+    it counts against, and how many MJPEG streams those hold here (their caps are shared)."""
+    grant = grant_of(request)
+    token = grant.id if grant is not None else None
+    address = client_address(request)
+    by_token, by_address = request.app[STREAMS].held(token, address)
+    return {"token": token, "address": address, "streams": [by_token, by_address]}
 
 
 def _ice_json(config: Config) -> list[dict[str, Any]]:
@@ -85,6 +101,7 @@ def _ice_json(config: Config) -> list[dict[str, Any]]:
 
 async def camera_streamer(request: web.Request) -> web.Response:
     """POST /webrtc. Mainsail sends no Content-Type: the body is JSON whatever the header."""
+    limit_signalling(request)
     text = await read_text(request, JSON_LIMIT, "the body")
     try:
         body = json.loads(text)
@@ -103,6 +120,7 @@ async def camera_streamer(request: web.Request) -> web.Response:
             camera=_camera(request),
             keepalive=keepalive,
             priority=_priority(request),
+            **_owner(request),
         )
         return web.json_response(
             {
@@ -122,6 +140,7 @@ async def camera_streamer(request: web.Request) -> web.Response:
             sdp=sdp,
             dialect="octoprint",
             priority=_priority(request),
+            **_owner(request),
         )
         return web.json_response({"type": "answer", "sdp": got["sdp"], "id": got["session"]})
     if kind == "answer":
@@ -180,6 +199,7 @@ async def whep_options(request: web.Request) -> web.Response:
 
 
 async def whep_post(request: web.Request) -> web.Response:
+    limit_signalling(request)
     if request.content_type != "application/sdp":
         raise http_error(415, "a WHEP offer is sent as Content-Type: application/sdp")
     sdp = await read_text(request, SDP_LIMIT, "the offer")
@@ -190,6 +210,7 @@ async def whep_post(request: web.Request) -> web.Response:
         sdp=sdp,
         dialect="whep",
         priority=_priority(request),
+        **_owner(request),
     )
     session = got["session"]
     location = _session_url(request, session)
@@ -237,6 +258,7 @@ def _session_url(request: web.Request, session: str) -> str:
 
 
 async def whep_patch(request: web.Request) -> web.Response:
+    limit_signalling(request)
     if request.content_type != "application/trickle-ice-sdpfrag":
         raise http_error(415, "trickle candidates are sent as application/trickle-ice-sdpfrag")
     try:
@@ -248,6 +270,7 @@ async def whep_patch(request: web.Request) -> web.Response:
 
 
 async def whep_delete(request: web.Request) -> web.Response:
+    limit_signalling(request)
     await _call(request, "close", session=request.match_info["session"])
     return web.Response(status=200)
 

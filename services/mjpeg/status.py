@@ -21,6 +21,7 @@ from titanium.services.mjpeg.keys import (
     STARTED,
     WEBRTC_RPC,
 )
+from titanium.services.mjpeg.limits import LIMITS
 
 WEBRTC_STATUS_TIMEOUT = 0.5
 GOVERNOR_STATUS_TIMEOUT = 0.5
@@ -94,6 +95,8 @@ async def status_document(app: web.Application) -> dict[str, Any]:
         "cameras": cameras,
         "services": await app[HEALTH].services(own),
     }
+    # The limits in force, and how many requests they refused (429) since the start.
+    doc["limits"] = app[LIMITS].describe()
     # The governor's own document (its control socket's ``status``), or why it is missing.
     doc["governor"] = governor if governor is not None else {"error": "not answering"}
     if webrtc is not None:

@@ -8,7 +8,9 @@ from aiohttp import web
 from titanium.common.priority import parse_priority
 from titanium.services.mjpeg.feed import CameraFeed
 from titanium.services.mjpeg.keys import BUS, CONFIG, FEEDS
+from titanium.services.mjpeg.limits import limit_snapshot
 from titanium.services.mjpeg.multipart import OPENING, STREAM_HEADERS
+from titanium.services.mjpeg.sessions import stream_session
 
 
 def _feed(request: web.Request) -> CameraFeed:
@@ -33,6 +35,12 @@ def _priority(request: web.Request) -> str:
 async def stream(request: web.Request) -> web.StreamResponse:
     feed = _feed(request)
     priority = _priority(request)
+    # Held by its token and address: capped per each, ended when the token is revoked.
+    async with stream_session(request):
+        return await _stream(request, feed, priority)
+
+
+async def _stream(request: web.Request, feed: CameraFeed, priority: str) -> web.StreamResponse:
     viewers = request.app[BUS]
     limit = request.app[CONFIG].streaming.max_viewers
     if feed.viewers >= limit:
@@ -77,6 +85,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
 
 async def snapshot(request: web.Request) -> web.Response:
     feed = _feed(request)
+    limit_snapshot(request)
     frame = await feed.snapshot()
     if frame is None:
         raise web.HTTPServiceUnavailable(

@@ -2,19 +2,27 @@
 
 Commands (request ``{id, cmd, args}`` → reply ``{id, ok, result | error}``, common/rpc.py):
 
-- ``offer`` ``{camera, sdp, dialect, priority?}`` → ``{session, sdp}``: the viewer offers
-  (WHEP, OctoPrint); the answer carries our gathered candidates.
-- ``request`` ``{camera, keepalive, priority?}`` → ``{session, sdp}``: we offer
-  (camera-streamer).
+- ``offer`` ``{camera, sdp, dialect, priority?, token?, address?, streams?}`` →
+  ``{session, sdp}``: the viewer offers (WHEP, OctoPrint); the answer carries our gathered
+  candidates.
+- ``request`` ``{camera, keepalive, priority?, token?, address?, streams?}`` →
+  ``{session, sdp}``: we offer (camera-streamer).
 - ``priority`` is the viewer's (common/priority.py), ``medium`` by default: the governor's
   ViewerAdmission ends the sessions below it and refuses new ones (``busy``).
+- ``token`` is the id of the token the session was opened with (it dies with it),
+  ``address`` the viewer's; ``streams`` ``[by_token, by_address]`` the MJPEG streams they
+  hold at the front door, which count against the same caps (titanium.http.limits
+  ``sessions_per_token``, ``sessions_per_address``): over one, ``too_many``.
+- ``sessions.close_token`` ``{id}`` → ``{closed}``: end every session of a revoked token.
+- ``sessions.count`` ``{token?, address?}`` → ``{token, address}``: the sessions each holds.
 - ``answer`` ``{session, sdp}`` → ``{}``: the viewer's answer to our offer.
 - ``candidates`` ``{session, candidates: [{candidate, sdpMid, sdpMLineIndex}]}`` → ``{}``;
   queued when they arrive before the answer.
 - ``close`` ``{session}`` → ``{}``.
 - ``status`` ``{}`` → sessions per camera, and ``aiortc_encodes``, which must stay 0.
 
-Errors: ``not_found`` (camera, session), ``bad_sdp``, ``busy`` (max_viewers reached).
+Errors: ``not_found`` (camera, session), ``bad_sdp``, ``busy`` (max_viewers reached),
+``too_many`` (a session cap of the token or the address).
 """
 
 from __future__ import annotations
@@ -46,7 +54,7 @@ from titanium.services.webrtc.ice import (
     prefer_h264,
     strip_mdns_candidates,
 )
-from titanium.services.webrtc.session import Feedback, Session
+from titanium.services.webrtc.session import Feedback, Owner, Session
 from titanium.services.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger("titanium.webrtc")
@@ -83,6 +91,8 @@ class SessionManager:
             "candidates": self.candidates,
             "close": self.close,
             "status": self.status,
+            "sessions.close_token": self.close_token,
+            "sessions.count": self.count,
         }
 
     # -- commands ---------------------------------------------------------------------
@@ -94,7 +104,9 @@ class SessionManager:
         camera = arg(args, "camera", str)
         self._feed(camera)  # an unknown camera is the first thing to say
         _check(sdp, "offer")
-        session = self._new_session(camera, arg(args, "dialect", str, "whep"), _priority(args))
+        session = self._new_session(
+            camera, arg(args, "dialect", str, "whep"), _priority(args), self._owner(args)
+        )
         pc = session.pc
         # Our transceiver first, H.264 preferred, so the offer's video section binds to it.
         video = pc.addTransceiver(session.track, direction="sendonly")
@@ -118,7 +130,9 @@ class SessionManager:
 
     async def request(self, args: dict[str, Any]) -> dict[str, Any]:
         keepalive = arg(args, "keepalive", bool, False)
-        session = self._new_session(arg(args, "camera", str), "camera-streamer", _priority(args))
+        session = self._new_session(
+            arg(args, "camera", str), "camera-streamer", _priority(args), self._owner(args)
+        )
         pc = session.pc
         if keepalive:
             session.start_keepalive(pc.createDataChannel("keepalive"))
@@ -163,6 +177,19 @@ class SessionManager:
         await self._drop(self._session(args), "closed by the viewer")
         return {}
 
+    async def close_token(self, args: dict[str, Any]) -> dict[str, Any]:
+        token = arg(args, "id", str)
+        ended = [s for s in self.sessions.values() if s.owner.token == token]
+        for session in ended:
+            await self._drop(session, f"token {token} revoked")
+        return {"closed": len(ended)}
+
+    async def count(self, args: dict[str, Any]) -> dict[str, Any]:
+        by_token, by_address = self._held(
+            arg(args, "token", str, None), arg(args, "address", str, None)
+        )
+        return {"token": by_token, "address": by_address}
+
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
         from titanium.services.webrtc.proof import aiortc_encodes
 
@@ -177,7 +204,32 @@ class SessionManager:
 
     # -- sessions ---------------------------------------------------------------------
 
-    def _new_session(self, camera: str, dialect: str, priority: str) -> Session:
+    def _owner(self, args: dict[str, Any]) -> Owner:
+        """Who opens a session, checked against the session caps (with the front door's
+        MJPEG streams of the same token and address)."""
+        owner = Owner(arg(args, "token", str, None), arg(args, "address", str, None))
+        streams = arg(args, "streams", list, [0, 0])
+        if len(streams) != 2 or not all(type(n) is int for n in streams):
+            raise RpcError("bad_args", "'streams' is [by_token, by_address]")
+        by_token, by_address = self._held(owner.token, owner.address)
+        limits = self.config.http.limits
+        if owner.token is not None and by_token + streams[0] >= limits.sessions_per_token:
+            why, key = f"this token already has {limits.sessions_per_token}", "per_token"
+        elif owner.address is not None and by_address + streams[1] >= limits.sessions_per_address:
+            why, key = f"this address already has {limits.sessions_per_address}", "per_address"
+        else:
+            return owner
+        raise RpcError(
+            "too_many", f"{why} streams and peers open (titanium.http.limits.sessions_{key})"
+        )
+
+    def _held(self, token: str | None, address: str | None) -> tuple[int, int]:
+        owners = [s.owner for s in self.sessions.values()]
+        by_token = sum(1 for o in owners if token is not None and o.token == token)
+        by_address = sum(1 for o in owners if address is not None and o.address == address)
+        return by_token, by_address
+
+    def _new_session(self, camera: str, dialect: str, priority: str, owner: Owner) -> Session:
         feed = self._feed(camera)
         if not admitted(priority, self.admission.min_priority):
             raise RpcError(
@@ -192,7 +244,9 @@ class SessionManager:
             )
         feedback = Feedback(lambda reason: self._keyframe(camera, reason), self._bitrate)
         track = EncodedVideoTrack(feed, lambda reason: self._keyframe(camera, reason))
-        session = Session(camera, dialect, RTCPeerConnection(self._ice), track, feedback, priority)
+        session = Session(
+            camera, dialect, RTCPeerConnection(self._ice), track, feedback, priority, owner
+        )
         self.sessions[session.id] = session
         feed.viewers += 1
         self._demand(camera)

@@ -8,6 +8,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiortc import RTCDataChannel, RTCIceCandidate, RTCPeerConnection, RTCRtpSender
@@ -41,6 +42,15 @@ class Feedback:
         self.bitrate = bitrate
 
 
+@dataclass(frozen=True)
+class Owner:
+    """Who opened a session: the id of its token (None with auth off), which ends it when
+    revoked, and the viewer's address; both count against the session caps."""
+
+    token: str | None = None
+    address: str | None = None
+
+
 class Session:
     def __init__(
         self,
@@ -50,11 +60,13 @@ class Session:
         track: EncodedVideoTrack,
         feedback: Feedback,
         priority: str = "medium",
+        owner: Owner = Owner(),
     ) -> None:
         self.id = secrets.token_urlsafe(12)
         self.camera = camera
         self.dialect = dialect  # 'whep', 'camera-streamer', 'octoprint'
         self.priority = priority  # common/priority.py: who gets shed first
+        self.owner = owner
         self.pc = pc
         self.track = track
         self.created = time.monotonic()
@@ -143,6 +155,8 @@ class Session:
             "camera": self.camera,
             "dialect": self.dialect,
             "priority": self.priority,
+            "token": self.owner.token,
+            "address": self.owner.address,
             "state": self.pc.connectionState,
             "age_s": round(now - self.created, 1),
             "frames_sent": self.track.sent,

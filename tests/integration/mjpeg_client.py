@@ -9,8 +9,12 @@ import time
 
 
 class MjpegClient:
-    def __init__(self, port: int, path: str = "/stream", timeout: float = 10) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(
+        self, port: int, path: str = "/stream", timeout: float = 10, source: str | None = None
+    ) -> None:
+        # ``source``: another loopback address (127.0.0.2) is another client to the server.
+        bind = (source, 0) if source else None
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout, bind)
         self.sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         self.buf = b""
         head = self._until(b"\r\n\r\n")

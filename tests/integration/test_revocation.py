@@ -1,0 +1,111 @@
+"""Sessions die with their token (issue 10): revoking a token ends its live MJPEG streams
+and WebRTC peers within 2 s, and its session cap counts both kinds. Tokens are made with
+``Tokens(stack.state_dir)`` and revoked there, as ``titaniumctl token revoke`` does.
+
+These need the auth middleware (services/mjpeg/auth.py) to turn a request's token into
+its grant; without it every request is anonymous and the tests skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection
+
+from tests.integration.conftest import Stack
+from tests.integration.mjpeg_client import Drain, MjpegClient
+from tests.integration.rtc_client import HeldPeer
+from titanium.common.tokens import Tokens
+
+REVOKED_WITHIN = 2.0  # the issue's bound
+
+
+def _token_stack(make_stack: Callable[..., Stack], **http: Any) -> Stack:
+    stack = make_stack(http={"auth": "token", **http})
+    try:
+        with urllib.request.urlopen(stack.url("/status"), timeout=5):
+            pytest.skip("needs the auth middleware")  # /status answered without a token
+    except urllib.error.HTTPError:
+        pass
+    return stack
+
+
+def test_revoking_a_token_ends_its_mjpeg_stream_and_webrtc_peer_within_2_s(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins: a revoked token's sessions lived on (only new requests were refused)."""
+    stack = _token_stack(make_stack)
+    tokens = Tokens(stack.state_dir)
+    doomed, grant = tokens.create("doomed")
+    kept, _ = tokens.create("kept")
+    stream = Drain(MjpegClient(stack.port, f"/stream?token={doomed}"))
+    bystander = Drain(MjpegClient(stack.port, f"/stream?token={kept}"))
+    peer = HeldPeer(f"{stack.base}/t/{doomed}")
+    try:
+        assert peer.playing.wait(20), (peer.state, peer.error, stack.log())
+        time.sleep(0.3)
+        assert stream.bytes > 0 and not stream.ended.is_set(), stream.error
+        sessions = stack.status()["webrtc"]["sessions"]
+        assert [s["token"] for s in sessions] == [grant.id], sessions
+        revoked = time.monotonic()
+        assert tokens.revoke(grant.id)
+        assert stream.ended.wait(REVOKED_WITHIN + 1), "the MJPEG stream lives on"
+        stream_end = time.monotonic() - revoked
+        assert peer.ended.wait(REVOKED_WITHIN + 1), f"the peer lives on: {peer.state}"
+        peer_end = time.monotonic() - revoked
+        assert stream_end < REVOKED_WITHIN and peer_end < REVOKED_WITHIN, (stream_end, peer_end)
+        stack.wait_for(lambda st: st["webrtc"]["sessions"] == [], 2, "the peer gone")
+        assert not bystander.ended.is_set(), "another token's stream is not ended"
+        bytes_before = bystander.bytes
+        time.sleep(0.5)
+        assert bystander.bytes > bytes_before
+    finally:
+        peer.close()
+        for drain in (stream, bystander):
+            drain.client.close()
+
+
+async def _whep(url: str) -> int:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Content-Type": "application/sdp"}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(url, data=pc.localDescription.sdp, headers=headers) as r,
+    ):
+        body = await r.text()
+    await pc.close()
+    if r.status == 429:
+        assert "sessions_per_token" in json.loads(body)["error"], body
+    return r.status
+
+
+def test_a_token_holds_at_most_its_cap_of_streams_and_peers_from_any_address(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins: no cap per token, so one leaked token could hold every viewer slot."""
+    stack = _token_stack(make_stack, limits={"sessions_per_token": 2})
+    token, _ = Tokens(stack.state_dir).create("capped")
+    other, _ = Tokens(stack.state_dir).create("other")
+    first = MjpegClient(stack.port, f"/stream?token={token}")
+    second = MjpegClient(stack.port, f"/stream?token={token}", source="127.0.0.2")
+    refused = MjpegClient(stack.port, f"/stream?token={token}", source="127.0.0.3")
+    fine = MjpegClient(stack.port, f"/stream?token={other}")
+    try:
+        assert first.status_line.endswith("200 OK") and second.status_line.endswith("200 OK")
+        assert refused.status_line.endswith("429 Too Many Requests"), refused.status_line
+        assert int(refused.headers["retry-after"]) >= 1
+        assert fine.status_line.endswith("200 OK")
+        assert asyncio.run(_whep(stack.url(f"/t/{token}/whep"))) == 429
+    finally:
+        for client in (first, second, refused, fine):
+            client.close()
