@@ -27,6 +27,7 @@ import psutil
 
 from titanium.common.endpoints import Endpoints
 from titanium.common.ring import SHM_DIR
+from titanium.common.tokens import Tokens
 
 TITANIUMCTL = str(Path(sys.executable).parent / "titaniumctl")
 READY_TIMEOUT = 60.0
@@ -68,7 +69,10 @@ class Stack(Child):
 
     ``cameras`` go into ``titanium.cameras``; other keyword arguments are further
     ``titanium`` keys (``streaming={…}``, ``governor={…}``) and override the defaults here
-    (ICE on loopback only: no test traffic to this machine's LAN address).
+    (ICE on loopback only: no test traffic to this machine's LAN address); ``http={…}`` keys
+    join the listen address. With ``http={"auth": "token"}``, the stack's own requests
+    (readiness, :meth:`get`, :meth:`status`) carry :attr:`token`, an admin token for every
+    camera made in its state directory before it starts.
     """
 
     def __init__(
@@ -85,12 +89,16 @@ class Stack(Child):
         self.runtime_dir = workdir / "run"
         self.state_dir = workdir / "state"
         self.config_path = workdir / "titanium.json"
+        http = {"listen": f"127.0.0.1:{self.port}", **titanium.pop("http", {})}
+        self.token: str | None = None
+        if http.get("auth") == "token":
+            self.token = Tokens(self.state_dir).create("tests/stack.py", rights="admin")[0]
         doc = {
             "titanium": {
                 "cameras": cameras,
                 "runtime_dir": str(self.runtime_dir),
                 "state_dir": str(self.state_dir),
-                "http": {"listen": f"127.0.0.1:{self.port}"},
+                "http": http,
                 "webrtc": {"ice_addresses": ["127.0.0.1"]},
                 **titanium,
             },
@@ -112,8 +120,11 @@ class Stack(Child):
         return self.base + path
 
     def get(self, path: str, timeout: float = 5) -> tuple[int, dict[str, str], bytes]:
+        request = urllib.request.Request(self.url(path))
+        if self.token is not None:
+            request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(self.url(path), timeout=timeout) as r:
+            with urllib.request.urlopen(request, timeout=timeout) as r:
                 return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()

@@ -15,7 +15,7 @@ from titanium.common.endpoints import Endpoints
 from titanium.common.messages import Heartbeat
 from titanium.common.rpc import RpcClient
 from titanium.common.service import run_until_cancelled
-from titanium.services.mjpeg import cors, errors
+from titanium.services.mjpeg import auth, cors, errors
 from titanium.services.mjpeg.buslink import BusLink
 from titanium.services.mjpeg.feed import CameraFeed
 from titanium.services.mjpeg.health import Health
@@ -33,9 +33,10 @@ from titanium.services.mjpeg.routes import add_routes
 
 
 def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Application:
-    app = web.Application(middlewares=[errors.last_resort])
+    app = web.Application(middlewares=[errors.last_resort, auth.enforce])
     app.on_response_prepare.append(cors.write_headers)
     app[CONFIG] = config
+    auth.install(app, config)  # app[auth.AUTH], its revocation reader, the open-port warning
     app[STARTED] = started
     heartbeats: dict[str, tuple[Heartbeat, float]] = {}
     app[HEARTBEATS] = heartbeats
