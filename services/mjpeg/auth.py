@@ -117,7 +117,7 @@ class Auth:
         try:
             grant = self.tokens.verify(token)
         except TokenError as e:
-            raise _refused(401, e.reason, form) from None
+            raise _refused(401, e.reason, form, request) from None
         if not grant.may(access.right):
             raise _refused(
                 403, f"this needs the '{access.right}' right; the token has '{grant.rights}'", form
@@ -159,11 +159,17 @@ def presented(request: web.Request) -> tuple[str | None, str]:
     return None, "none"
 
 
-def _refused(status: int, reason: str, form: str) -> web.HTTPException:
+def _refused(
+    status: int, reason: str, form: str, request: web.Request | None = None
+) -> web.HTTPException:
     exc = http_error(status, reason)
-    # Clients that answer a challenge (urllib, ffmpeg, VLC) send nothing before it; those
-    # that sent a token another way are not asked for Basic credentials.
-    if status == 401 and form in ("basic", "none"):
+    # Clients that answer a challenge (urllib, ffmpeg, VLC, a browser opening /stream) send
+    # nothing before it. A page's own fetches and <img> loads are not challenged: Chromium
+    # would hold them on a login prompt instead of letting the page see the 401.
+    fetched = request is not None and request.headers.get("Sec-Fetch-Mode", "navigate") not in (
+        "navigate",
+    )
+    if status == 401 and (form == "basic" or (form == "none" and not fetched)):
         exc.headers["WWW-Authenticate"] = REALM
     return exc
 

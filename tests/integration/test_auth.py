@@ -338,3 +338,63 @@ def test_a_route_added_later_needs_a_token_and_the_right_it_names(tmp_path: Path
         (403, "this needs the 'control' right; the token has 'view'"),
         (200, None),
     ], got
+
+
+def _config_file(tmp_path: Path, http: dict[str, Any]) -> Path:
+    path = tmp_path / "titanium.json"
+    titanium = {
+        "cameras": CAMERAS,
+        "runtime_dir": str(tmp_path / "run"),
+        "state_dir": str(tmp_path / "state"),
+        "http": http,
+    }
+    path.write_text(json.dumps({"titanium": titanium}))
+    return path
+
+
+async def _status(runner: web.AppRunner, path: str = "/status") -> tuple[int, Any]:
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}{path}"
+    async with aiohttp.ClientSession() as http, http.get(url) as r:
+        return r.status, await r.json()
+
+
+def test_an_open_port_without_auth_is_said_at_start_and_in_status(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pins: listening on every interface with http.auth 'off' went unremarked. (Nothing
+    listens on 0.0.0.0 here: the app is served on 127.0.0.1, the config says 0.0.0.0.)"""
+    config = load_config(_config_file(tmp_path, {"listen": "0.0.0.0:8080"}))
+
+    async def main() -> tuple[int, Any]:
+        async with running_app(config) as runner:
+            return await _status(runner)
+
+    with caplog.at_level("WARNING", logger="titanium.mjpeg.auth"):
+        code, doc = asyncio.run(main())
+    assert code == 200 and doc["auth"]["mode"] == "off" and doc["auth"]["exposed"], doc
+    assert "anyone on the network can watch" in doc["auth"]["warning"], doc
+    assert any("anyone on the network can watch" in r.getMessage() for r in caplog.records)
+
+
+def test_loopback_is_exempt_only_when_configured(tmp_path: Path) -> None:
+    """Pins: http.auth_exempt_loopback (nginx authenticates) still asked loopback for a
+    token, or the default let loopback in."""
+    got = []
+    for exempt in (True, False):
+        sub = tmp_path / str(exempt)
+        sub.mkdir()
+        http = {"auth": "token", "auth_exempt_loopback": exempt}
+        config = load_config(_config_file(sub, http))
+
+        async def main(config: Config) -> tuple[int, Any]:
+            async with running_app(config) as runner:
+                return await _status(runner)
+
+        code, doc = asyncio.run(main(config))
+        got.append((code, doc.get("auth")))
+    assert got == [
+        (200, {"mode": "token", "exposed": False, "exempt_loopback": True}),
+        (401, None),
+    ], got
