@@ -72,7 +72,7 @@ async def running_app(
     ctx = zmq.asyncio.Context()
     app = make_app(config, ctx, time.time())
     extend(app)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, access_log=None)  # as __main__.py serves it
     try:
         await runner.setup()
         yield runner
@@ -398,3 +398,45 @@ def test_loopback_is_exempt_only_when_configured(tmp_path: Path) -> None:
         (200, {"mode": "token", "exposed": False, "exempt_loopback": True}),
         (401, None),
     ], got
+
+
+def test_a_revocation_reaches_the_front_door_and_its_callbacks_within_2s(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Pins: a token revoked by another process (titaniumctl) kept working at the front
+    door, and nothing told the session owners (auth.AUTH's on_revoked) which one it was;
+    and the error log printed a token from the path or the query."""
+    config = load_config(_config_file(tmp_path, {"auth": "token"}))
+    token, grant = Tokens(config.state_dir).create("revoke me", ttl=3600)
+    heard: list[set[str]] = []
+
+    async def on_revoked(ids: set[str]) -> None:
+        heard.append(ids)
+
+    async def boom(request: web.Request) -> web.Response:
+        raise RuntimeError("a bug")
+
+    def extend(app: web.Application) -> None:
+        app[auth.AUTH].on_revoked.append(on_revoked)
+        for path in ("/boom", "/t/{token}/boom"):
+            auth.record(app, cors.add(app, path, {"GET": boom}), auth.Access(camera=False))
+
+    async def main() -> tuple[list[Any], float]:
+        async with running_app(config, extend) as runner:
+            before = [await _status(runner, f"/status?token={token}")]
+            before.append(await _status(runner, f"/boom?token={token}"))
+            before.append(await _status(runner, f"/t/{token}/boom"))
+            revoked_at = time.monotonic()
+            await asyncio.to_thread(Tokens(config.state_dir).revoke, grant.id)
+            while not heard and time.monotonic() - revoked_at < 5:
+                await asyncio.sleep(0.05)
+            took = time.monotonic() - revoked_at
+            return [*before, await _status(runner, f"/status?token={token}")], took
+
+    with caplog.at_level("DEBUG"):
+        got, took = asyncio.run(main())
+    assert [code for code, _ in got] == [200, 500, 500, 401], got
+    assert got[3][1] == {"error": "the token was revoked"}, got
+    assert heard == [{grant.id}] and took < 2.0, (heard, took)
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "/boom failed" in logged and token not in logged, logged
