@@ -69,9 +69,10 @@ class Stack(Child):
 
     ``cameras`` go into ``titanium.cameras``; other keyword arguments are further
     ``titanium`` keys (``streaming={…}``, ``governor={…}``) and override the defaults here
-    (ICE on loopback only: no test traffic to this machine's LAN address); ``http={…}`` is
-    merged with the listen address. With ``http={"auth": "token"}`` the stack's own
-    requests (readiness, ``status()``) carry an admin token, ``self.token``.
+    (ICE on loopback only: no test traffic to this machine's LAN address); ``http={…}`` keys
+    join the listen address. With ``http={"auth": "token"}``, the stack's own requests
+    (readiness, :meth:`get`, :meth:`status`) carry :attr:`token`, an admin token for every
+    camera made in its state directory before it starts.
     """
 
     def __init__(
@@ -91,7 +92,7 @@ class Stack(Child):
         http = {"listen": f"127.0.0.1:{self.port}", **titanium.pop("http", {})}
         self.token: str | None = None
         if http.get("auth") == "token":
-            self.token, _ = Tokens(self.state_dir).create("tests", rights="admin")
+            self.token = Tokens(self.state_dir).create("tests/stack.py", rights="admin")[0]
         doc = {
             "titanium": {
                 "cameras": cameras,

@@ -15,7 +15,7 @@ from titanium.common.endpoints import Endpoints
 from titanium.common.messages import Heartbeat
 from titanium.common.rpc import RpcClient
 from titanium.common.service import run_until_cancelled
-from titanium.services.mjpeg import cors, errors
+from titanium.services.mjpeg import auth, cors, errors
 from titanium.services.mjpeg.buslink import BusLink
 from titanium.services.mjpeg.feed import CameraFeed
 from titanium.services.mjpeg.health import Health
@@ -31,13 +31,14 @@ from titanium.services.mjpeg.keys import (
 )
 from titanium.services.mjpeg.limits import LIMITS, Limits
 from titanium.services.mjpeg.routes import add_routes
-from titanium.services.mjpeg.sessions import STREAMS, Streams, watch_revocations
+from titanium.services.mjpeg.sessions import STREAMS, Streams, end_sessions_of
 
 
 def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Application:
-    app = web.Application(middlewares=[errors.last_resort])
+    app = web.Application(middlewares=[errors.last_resort, auth.enforce])
     app.on_response_prepare.append(cors.write_headers)
     app[CONFIG] = config
+    auth.install(app, config)  # app[auth.AUTH], its revocation reader, the open-port warning
     app[STARTED] = started
     heartbeats: dict[str, tuple[Heartbeat, float]] = {}
     app[HEARTBEATS] = heartbeats
@@ -54,15 +55,18 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
     app[BUS] = BusLink(config, ctx, started)
     app[LIMITS] = Limits(config.http.limits)
     app[STREAMS] = Streams()
+
+    async def end_revoked(token_ids: set[str]) -> None:
+        await end_sessions_of(app, token_ids)
+
+    app[auth.AUTH].on_revoked.append(end_revoked)  # auth reads revocations; this ends them
     add_routes(app)
 
     async def feeds_ctx(app: web.Application) -> Any:
         feeds = list(app[FEEDS].values())
-        # Without tokens no session has one to die with.
-        revocations = [watch_revocations(app)] if config.http.auth == "token" else []
         body = asyncio.ensure_future(
             run_until_cancelled(
-                [*(f.run() for f in feeds), app[HEALTH].run(), app[BUS].run(), *revocations],
+                [*(f.run() for f in feeds), app[HEALTH].run(), app[BUS].run()],
                 [
                     *(f.close for f in feeds),
                     app[HEALTH].close,

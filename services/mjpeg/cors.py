@@ -44,7 +44,7 @@ def add(
     headers: tuple[str, ...] = (),
     expose: tuple[str, ...] = (),
     options: Handler = preflight,
-) -> None:
+) -> web.Resource:
     """Route ``path``: ``handlers`` by method (GET also answers HEAD) and an OPTIONS
     preflight (``options``: WHEP's adds its Link headers); the rule is kept for replies."""
     rules = app.setdefault(RULES, {})
@@ -59,6 +59,7 @@ def add(
     resource.add_route("OPTIONS", options)
     methods.append("OPTIONS")
     rules[resource] = Rule(tuple(methods), headers, expose)
+    return resource
 
 
 async def write_headers(request: web.Request, response: web.StreamResponse) -> None:

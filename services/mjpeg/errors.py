@@ -24,6 +24,12 @@ def http_error(status: int, reason: str) -> web.HTTPException:
     return exc
 
 
+def _where(request: web.Request) -> str:
+    """The request's path for a log line: never its query (``?token=``) nor a token in it."""
+    token = request.match_info.get("token")
+    return request.path.replace(token, "TOKEN") if token else request.path
+
+
 @web.middleware
 async def last_resort(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
@@ -31,11 +37,11 @@ async def last_resort(request: web.Request, handler: Any) -> web.StreamResponse:
     except web.HTTPException:
         raise
     except ConnectionError as e:
-        log.debug("%s %s: the client went away (%s)", request.method, request.path, e)
+        log.debug("%s %s: the client went away (%s)", request.method, _where(request), e)
         raise http_error(400, "the connection was reset") from None
     except Exception as e:
         log.error(
-            "%s %s failed: %s: %s", request.method, request.path, type(e).__name__, str(e)[:200]
+            "%s %s failed: %s: %s", request.method, _where(request), type(e).__name__, str(e)[:200]
         )
         raise http_error(500, "internal error; the front door's log has the details") from None
     return response

@@ -7,6 +7,7 @@ from aiohttp import web
 from titanium.common.config import Config
 from titanium.common.messages import Heartbeat
 from titanium.common.rpc import RpcClient
+from titanium.common.tokens import Grant
 from titanium.services.mjpeg.buslink import BusLink
 from titanium.services.mjpeg.feed import CameraFeed
 from titanium.services.mjpeg.health import Health
@@ -22,4 +23,4 @@ BUS = web.AppKey("bus", BusLink)
 
 # Per request: what its token grants (common/tokens.py Grant), None when auth is off or the
 # request is exempt. Set by the auth middleware before any handler runs.
-GRANT = "titanium.grant"
+GRANT = web.RequestKey("grant", Grant | None)

@@ -9,6 +9,11 @@ from aiohttp import web
 from titanium.services.mjpeg.stream import snapshot, stream
 
 
+def serves_page(request: web.Request) -> bool:
+    """``/`` answers with the viewer page, not a camera's stream or snapshot."""
+    return "action" not in request.query
+
+
 async def index(request: web.Request) -> web.StreamResponse:
     """``/``: ``?action=stream|snapshot`` (mjpg-streamer URLs), else the viewer page."""
     action = request.query.get("action")

@@ -1,17 +1,20 @@
 """Every route of the front door, in one table: its path, its handler for each method, and
 what a browser on another origin may send it and read from it (cors.py writes that on
-every reply). Camera routes also answer under ``/CAMERA/`` (``/cam1/stream``); every route
-works under any prefix a proxy strips, since pages use relative URLs.
+every reply), and what a request's token must allow (auth.py). Camera routes also answer
+under ``/CAMERA/`` (``/cam1/stream``), and every route under ``/t/TOKEN/`` (before a camera
+too: ``/t/TOKEN/cam1/stream``); every route works under any prefix a proxy strips, since pages
+use relative URLs.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from titanium.services.mjpeg import cors, signalling
-from titanium.services.mjpeg.page import index, viewer_script
+from titanium.services.mjpeg import auth, cors, signalling
+from titanium.services.mjpeg.page import index, serves_page, viewer_script
 from titanium.services.mjpeg.status import status
 from titanium.services.mjpeg.stream import snapshot, stream
 
@@ -24,6 +27,11 @@ class Route:
     expose: tuple[str, ...] = ()  # response headers the page may read
     options: cors.Handler = cors.preflight
     per_camera: bool = False  # also under /{camera}/
+    # With http.auth 'token': the right it needs, whether it serves one camera (the token
+    # must cover it), and which requests it serves without a token (auth.Access).
+    right: str = "view"
+    camera: bool = True
+    public: Callable[[web.Request], bool] | None = None
 
 
 TIMESTAMP = ("X-Timestamp",)
@@ -49,15 +57,20 @@ ROUTES = (
         signalling.WHEP_EXPOSE,
         per_camera=True,
     ),
-    Route("/", {"GET": index}, expose=TIMESTAMP),  # also ?action=stream|snapshot
-    Route("/{script:[a-z-]+}.js", {"GET": viewer_script}),
-    Route("/status", {"GET": status}),
+    # The page and its scripts carry no video, status or signalling: they load without a
+    # token, and the page passes its own on. ?action=stream|snapshot is a camera's video.
+    Route("/", {"GET": index}, expose=TIMESTAMP, public=serves_page),
+    Route("/{script:[a-z-]+}.js", {"GET": viewer_script}, public=lambda request: True),
+    Route("/status", {"GET": status}, camera=False),  # a token sees its cameras' part
 )
 
 
 def add_routes(app: web.Application) -> None:
-    for prefix in ("", "/{camera}"):
+    # Token prefixes last: a camera named "t" keeps its own /t/stream.
+    prefixes = ("", "/{camera}", auth.TOKEN_PREFIX, auth.TOKEN_PREFIX + "/{camera}")
+    for prefix in prefixes:
         for r in ROUTES:
-            if prefix and not r.per_camera:
+            if prefix.endswith("{camera}") and not r.per_camera:
                 continue
-            cors.add(app, prefix + r.path, r.handlers, r.headers, r.expose, r.options)
+            resource = cors.add(app, prefix + r.path, r.handlers, r.headers, r.expose, r.options)
+            auth.record(app, resource, auth.Access(r.right, r.camera, r.public))

@@ -15,20 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
 from titanium.common.rpc import RpcError
-from titanium.common.tokens import Tokens
-from titanium.services.mjpeg.keys import CONFIG, WEBRTC_RPC
+from titanium.services.mjpeg.keys import WEBRTC_RPC
 from titanium.services.mjpeg.limits import LIMITS, client_address, grant_of
 
 log = logging.getLogger("titanium.mjpeg.sessions")
 COUNT_TIMEOUT = 0.3  # the webrtc service's peer count; a stream opens without it
 CLOSE_TIMEOUT = 1.0  # revocation must end peers within 2 s
-REFRESH_PERIOD = 0.5  # how often revocations are read from the token database
 SESSION_RETRY_AFTER = 10  # a session must end first: nobody knows when
 
 
@@ -139,18 +136,3 @@ def end_sessions_of(app: web.Application, token_ids: Iterable[str]) -> asyncio.T
     task = asyncio.ensure_future(close_peers())
     streams.keep(task)
     return task
-
-
-async def watch_revocations(app: web.Application) -> None:
-    """Read new revocations every REFRESH_PERIOD and end their tokens' sessions. (The
-    auth middleware refreshes its own Tokens for new requests; this ends the live ones.)"""
-    tokens = Tokens(app[CONFIG].state_dir)
-    while True:
-        try:
-            revoked = tokens.refresh()
-        except (sqlite3.Error, OSError) as e:
-            log.warning("cannot read revoked tokens: %s", e)
-            revoked = set()
-        if revoked:
-            await end_sessions_of(app, revoked)
-        await asyncio.sleep(REFRESH_PERIOD)

@@ -1,6 +1,7 @@
 """``/status``: per camera its source, format, size, delivered and measured fps, drops, viewers and
-encoder; per service its state (supervisord's, checked against its heartbeat); and the
-governor's decisions with their reasons."""
+encoder; per service its state (supervisord's, checked against its heartbeat); the
+governor's decisions with their reasons; and the access control in force (``auth``). A
+token limited to some cameras sees only their part."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from aiohttp import web
 
 from titanium.common import bus
 from titanium.common.rpc import RpcError
+from titanium.common.tokens import Grant
+from titanium.services.mjpeg.auth import AUTH
 from titanium.services.mjpeg.keys import (
     BUS,
     CONFIG,
     FEEDS,
     GOVERNOR_RPC,
+    GRANT,
     HEALTH,
     STARTED,
     WEBRTC_RPC,
@@ -97,6 +101,8 @@ async def status_document(app: web.Application) -> dict[str, Any]:
     }
     # The limits in force, and how many requests they refused (429) since the start.
     doc["limits"] = app[LIMITS].describe()
+    if AUTH in app:
+        doc["auth"] = app[AUTH].describe()
     # The governor's own document (its control socket's ``status``), or why it is missing.
     doc["governor"] = governor if governor is not None else {"error": "not answering"}
     if webrtc is not None:
@@ -107,5 +113,20 @@ async def status_document(app: web.Application) -> dict[str, Any]:
     return doc
 
 
+def _seen_by(doc: dict[str, Any], grant: Grant) -> dict[str, Any]:
+    """Only the cameras (and their WebRTC sessions) the token covers."""
+    doc["cameras"] = {cam: v for cam, v in doc["cameras"].items() if grant.sees(cam)}
+    if "webrtc" in doc:
+        sessions = doc["webrtc"].get("sessions") or []
+        doc["webrtc"]["sessions"] = [
+            s for s in sessions if not isinstance(s, dict) or grant.sees(str(s.get("camera")))
+        ]
+    return doc
+
+
 async def status(request: web.Request) -> web.Response:
-    return web.json_response(await status_document(request.app))
+    doc = await status_document(request.app)
+    grant: Grant | None = request.get(GRANT)
+    if grant is not None and grant.cameras:
+        doc = _seen_by(doc, grant)
+    return web.json_response(doc)

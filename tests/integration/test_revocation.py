@@ -2,8 +2,7 @@
 and WebRTC peers within 2 s, and its session cap counts both kinds. Tokens are made with
 ``Tokens(stack.state_dir)`` and revoked there, as ``titaniumctl token revoke`` does.
 
-These need the auth middleware (services/mjpeg/auth.py) to turn a request's token into
-its grant; without it every request is anonymous and the tests skip.
+The auth middleware (services/mjpeg/auth.py) turns a request's token into its grant.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection
 
 from tests.integration.conftest import Stack
@@ -32,9 +30,9 @@ def _token_stack(make_stack: Callable[..., Stack], **http: Any) -> Stack:
     stack = make_stack(http={"auth": "token", **http})
     try:
         with urllib.request.urlopen(stack.url("/status"), timeout=5):
-            pytest.skip("needs the auth middleware")  # /status answered without a token
-    except urllib.error.HTTPError:
-        pass
+            raise AssertionError("/status answered without a token")
+    except urllib.error.HTTPError as e:
+        assert e.code == 401
     return stack
 
 

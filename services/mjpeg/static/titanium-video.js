@@ -8,7 +8,9 @@
 //
 // Attributes: camera (id; the server's first camera when absent), quality (passed to the
 // server as ?quality=), src (base URL of the Titanium front door; default: this page's own
-// directory), mode (auto | webrtc | mjpeg).
+// directory), mode (auto | webrtc | mjpeg), token (an access token, sent as a /t/TOKEN/ path
+// prefix on every request: WHEP players drop the query, and the session URL the server
+// answers keeps the prefix for the trickle PATCH and the DELETE).
 // For tests and tools: element.stats → {mode, state, framesDecoded, fps, bitrateKbps,
 // latencyMs, width, height, codec, error}, element.latencySamples (recent latencies in ms),
 // element.peerConnection (the live RTCPeerConnection in WebRTC mode), element.reconnect().
@@ -60,7 +62,7 @@ class Backoff {
 }
 
 export class TitaniumVideo extends HTMLElement {
-  static observedAttributes = ["camera", "quality", "src", "mode"];
+  static observedAttributes = ["camera", "quality", "src", "mode", "token"];
 
   constructor() {
     super();
@@ -128,6 +130,8 @@ export class TitaniumVideo extends HTMLElement {
     // Default base: the page's own directory, so /webcam/ (or any prefix) carries over.
     let base = this.getAttribute("src") || ".";
     if (!base.endsWith("/")) base += "/";
+    const token = this.getAttribute("token");
+    if (token) path = `t/${encodeURIComponent(token)}/${path}`;
     const url = new URL(path, new URL(base, document.baseURI));
     const camera = this.getAttribute("camera");
     if (camera) url.searchParams.set("camera", camera);
