@@ -89,6 +89,13 @@ def _owner(request: web.Request) -> dict[str, Any]:
     return {"token": token, "address": address, "streams": [by_token, by_address]}
 
 
+def _holder(request: web.Request) -> str | None:
+    """The token id a follow-up (answer, candidates, end) comes with: a session answers
+    only the token it was opened with."""
+    grant = grant_of(request)
+    return grant.id if grant is not None else None
+
+
 def _ice_json(config: Config) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for s in config.ice_servers:
@@ -145,12 +152,22 @@ async def camera_streamer(request: web.Request) -> web.Response:
         return web.json_response({"type": "answer", "sdp": got["sdp"], "id": got["session"]})
     if kind == "answer":
         await _call(
-            request, "answer", session=_text_field(body, "id"), sdp=_text_field(body, "sdp")
+            request,
+            "answer",
+            session=_text_field(body, "id"),
+            sdp=_text_field(body, "sdp"),
+            token=_holder(request),
         )
         return web.json_response({})
     if kind == "remote_candidate":
         candidates = _candidates(body.get("candidates"))
-        await _call(request, "candidates", session=_text_field(body, "id"), candidates=candidates)
+        await _call(
+            request,
+            "candidates",
+            session=_text_field(body, "id"),
+            candidates=candidates,
+            token=_holder(request),
+        )
         return web.json_response({})
     raise http_error(
         400, f"unknown type {kind!r}; expected request, offer, answer or remote_candidate"
@@ -265,13 +282,19 @@ async def whep_patch(request: web.Request) -> web.Response:
         candidates = parse_sdpfrag(await read_text(request, SDPFRAG_LIMIT, "the sdpfrag"))
     except ValueError as e:
         raise http_error(400, str(e)) from None
-    await _call(request, "candidates", session=request.match_info["session"], candidates=candidates)
+    await _call(
+        request,
+        "candidates",
+        session=request.match_info["session"],
+        candidates=candidates,
+        token=_holder(request),
+    )
     return web.Response(status=204)
 
 
 async def whep_delete(request: web.Request) -> web.Response:
-    limit_signalling(request)
-    await _call(request, "close", session=request.match_info["session"])
+    # Not rate-limited: a client over its limit must still be able to end what it holds.
+    await _call(request, "close", session=request.match_info["session"], token=_holder(request))
     return web.Response(status=200)
 
 

@@ -19,6 +19,8 @@ Commands (request ``{id, cmd, args}`` → reply ``{id, ok, result | error}``, co
 - ``candidates`` ``{session, candidates: [{candidate, sdpMid, sdpMLineIndex}]}`` → ``{}``;
   queued when they arrive before the answer.
 - ``close`` ``{session}`` → ``{}``.
+- ``answer``, ``candidates`` and ``close`` also take ``token?``: a session opened with a
+  token is ``not_found`` for any other.
 - ``status`` ``{}`` → sessions per camera, and ``aiortc_encodes``, which must stay 0.
 
 Errors: ``not_found`` (camera, session), ``bad_sdp``, ``busy`` (max_viewers reached),
@@ -263,9 +265,12 @@ class SessionManager:
         log.info("session %s: %s viewer of %s", session.id, session.dialect, session.camera)
 
     def _session(self, args: dict[str, Any]) -> Session:
+        """The session named in ``args``, if the caller holds its token: one opened with a
+        token answers only that token (another token is told it does not exist)."""
         sid = arg(args, "session", str)
         session = self.sessions.get(sid)
-        if session is None:
+        holder = arg(args, "token", str, None)
+        if session is None or (session.owner.token is not None and holder != session.owner.token):
             raise RpcError("not_found", f"no session {sid!r} (ended or never started)")
         return session
 

@@ -107,3 +107,31 @@ def test_a_token_holds_at_most_its_cap_of_streams_and_peers_from_any_address(
     finally:
         for client in (first, second, refused, fine):
             client.close()
+
+
+def _post_json(stack: Stack, path: str, body: dict[str, Any], token: str) -> tuple[int, Any]:
+    request = urllib.request.Request(
+        stack.url(path),
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=20) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def test_a_session_answers_only_the_token_it_was_opened_with(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins: any valid token that knew a session id could trickle to it or end it."""
+    stack = _token_stack(make_stack)
+    owner, _ = Tokens(stack.state_dir).create("owner", ttl=3600)
+    other, _ = Tokens(stack.state_dir).create("someone else", ttl=3600)
+    code, offer = _post_json(stack, "/webrtc", {"type": "request"}, owner)
+    assert code == 200 and offer["type"] == "offer", offer
+    trickle = {"type": "remote_candidate", "id": offer["id"], "candidates": []}
+    code, reply = _post_json(stack, "/webrtc", trickle, other)
+    assert code == 404 and "no session" in reply["error"], reply
+    assert _post_json(stack, "/webrtc", trickle, owner) == (200, {})
