@@ -31,7 +31,7 @@ from titanium.services.mjpeg.keys import (
 )
 from titanium.services.mjpeg.limits import LIMITS, Limits
 from titanium.services.mjpeg.routes import add_routes
-from titanium.services.mjpeg.sessions import STREAMS, Streams, end_sessions_of
+from titanium.services.mjpeg.sessions import STREAMS, Streams, end_expired, end_sessions_of
 
 
 def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Application:
@@ -66,7 +66,7 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
         feeds = list(app[FEEDS].values())
         body = asyncio.ensure_future(
             run_until_cancelled(
-                [*(f.run() for f in feeds), app[HEALTH].run(), app[BUS].run()],
+                [*(f.run() for f in feeds), app[HEALTH].run(), app[BUS].run(), end_expired(app)],
                 [
                     *(f.close for f in feeds),
                     app[HEALTH].close,

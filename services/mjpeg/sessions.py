@@ -7,7 +7,8 @@ many streams the token and address hold here); a stream asks it for their peers.
 
 Revoking a token ends its sessions: :func:`end_sessions_of` cancels its streams' handlers
 (as the governor's shedding does, which also ends one stuck writing to a slow client) and
-asks the webrtc service to close its peers (``sessions.close_token``).
+asks the webrtc service to close its peers (``sessions.close_token``). A token that expires
+ends them the same way (:func:`end_expired`): a session lives no longer than its token.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Iterable
 
 from aiohttp import web
 
 from titanium.common.rpc import RpcError
+from titanium.common.tokens import Grant
 from titanium.services.mjpeg.keys import WEBRTC_RPC
 from titanium.services.mjpeg.limits import LIMITS, client_address, grant_of
 
@@ -35,6 +38,19 @@ class Streams:
     def __init__(self) -> None:
         self._open: dict[asyncio.Task[object], tuple[str | None, str]] = {}
         self._closing: set[asyncio.Task[None]] = set()
+        self._expires: dict[str, float] = {}  # token id -> expiry, of tokens that opened any
+
+    def remember(self, grant: Grant | None) -> None:
+        """A session (stream or peer) opens with ``grant``: end it when the token expires."""
+        if grant is not None:
+            self._expires[grant.id] = grant.expires
+
+    def expired(self, now: float) -> set[str]:
+        """The tokens remembered that have expired by ``now`` (each told once)."""
+        gone = {tid for tid, at in self._expires.items() if at <= now}
+        for tid in gone:
+            del self._expires[tid]
+        return gone
 
     def hold(self, task: asyncio.Task[object], token: str | None, address: str) -> None:
         self._open[task] = (token, address)
@@ -80,6 +96,7 @@ async def stream_session(request: web.Request) -> AsyncIterator[None]:
     429 when either already holds its cap of sessions."""
     streams = request.app[STREAMS]
     grant = grant_of(request)
+    streams.remember(grant)
     token = grant.id if grant is not None else None
     address = client_address(request)
     task = asyncio.current_task()
@@ -136,3 +153,16 @@ def end_sessions_of(app: web.Application, token_ids: Iterable[str]) -> asyncio.T
     task = asyncio.ensure_future(close_peers())
     streams.keep(task)
     return task
+
+
+EXPIRY_CHECK = 0.5  # seconds: an expired token's sessions end within this of its expiry
+
+
+async def end_expired(app: web.Application) -> None:
+    """End the sessions of tokens as they expire, until cancelled."""
+    while True:
+        await asyncio.sleep(EXPIRY_CHECK)
+        expired = app[STREAMS].expired(time.time())
+        if expired:
+            log.info("token(s) %s expired: ending their sessions", ", ".join(sorted(expired)))
+            await end_sessions_of(app, expired)

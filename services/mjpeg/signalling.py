@@ -85,6 +85,7 @@ def _owner(request: web.Request) -> dict[str, Any]:
     grant = grant_of(request)
     token = grant.id if grant is not None else None
     address = client_address(request)
+    request.app[STREAMS].remember(grant)
     by_token, by_address = request.app[STREAMS].held(token, address)
     return {"token": token, "address": address, "streams": [by_token, by_address]}
 

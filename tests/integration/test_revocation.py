@@ -135,3 +135,24 @@ def test_a_session_answers_only_the_token_it_was_opened_with(
     code, reply = _post_json(stack, "/webrtc", trickle, other)
     assert code == 404 and "no session" in reply["error"], reply
     assert _post_json(stack, "/webrtc", trickle, owner) == (200, {})
+
+
+def test_an_expiring_token_ends_its_stream_and_peer_when_it_expires(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins: a session opened with a token outlived the token's expiry."""
+    stack = _token_stack(make_stack)
+    token, grant = Tokens(stack.state_dir).create("brief", ttl=12)
+    stream = Drain(MjpegClient(stack.port, f"/stream?token={token}"))
+    peer = HeldPeer(f"{stack.base}/t/{token}")
+    try:
+        assert peer.playing.wait(10), (peer.state, peer.error, stack.log())
+        assert not stream.ended.is_set(), stream.error
+        left = grant.expires - time.time()
+        assert left > 0, "the token expired before the sessions were up: a slow machine"
+        assert stream.ended.wait(left + REVOKED_WITHIN), "the MJPEG stream outlived its token"
+        assert peer.ended.wait(REVOKED_WITHIN), f"the peer outlived its token: {peer.state}"
+        assert time.time() - grant.expires < REVOKED_WITHIN + 0.5
+    finally:
+        peer.close()
+        stream.client.close()
