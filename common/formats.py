@@ -9,7 +9,10 @@ and ``H264`` (one access unit) are compressed: their size is that of each payloa
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # numpy is imported where planes are taken: an idle encoder never loads it
+    import numpy as np
 
 YU12 = "YU12"
 NV12 = "NV12"
@@ -32,6 +35,8 @@ def planes(data: memoryview | bytes, fourcc: str, width: int, height: int) -> li
     """2-D views of a raw frame's planes: YU12 → [Y, U, V], NV12 → [Y, UV] (U and V
     alternate along each UV row), YUYV → [packed rows of Y U Y V]. ValueError when the
     frame is too short for its size or not raw."""
+    import numpy as np
+
     need = frame_size(fourcc, width, height)
     a = np.frombuffer(data, np.uint8)
     if a.size < need:

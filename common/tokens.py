@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import os
 import secrets
-import sqlite3
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jwt
+if TYPE_CHECKING:
+    import sqlite3
+
+# PyJWT and sqlite3 are imported on first use: with auth off the front door never loads
+# them (PyJWT pulls in the cryptography package where it is installed, several MB).
 
 RIGHTS = ("view", "control", "admin")
 ALGORITHM = "HS256"
@@ -108,6 +111,8 @@ class Tokens:
     # -- storage ------------------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
+        import sqlite3
+
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         db = sqlite3.connect(self.state_dir / DB_FILE, timeout=5)
         db.execute("PRAGMA journal_mode=WAL")
@@ -149,6 +154,8 @@ class Tokens:
             "iat": int(grant.issued),
             "exp": int(grant.expires),
         }
+        import jwt
+
         token = jwt.encode(claims, self.key(), algorithm=ALGORITHM)
         with self._db() as db:
             db.execute(
@@ -200,6 +207,8 @@ class Tokens:
 
     def verify(self, token: str | None) -> Grant:
         """What ``token`` grants; TokenError when it is missing, bad, expired or revoked."""
+        import jwt
+
         if not token:
             raise TokenError("missing", "this needs a token (?token=, /t/TOKEN/…, Bearer or Basic)")
         try:
