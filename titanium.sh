@@ -59,7 +59,7 @@ case "$cmd" in
         "$venv/bin/ruff" check .
         "$venv/bin/ruff" format --check .
         echo "== mypy"
-        "$venv/bin/mypy" common services titanium tests tools $([ -d benchmarks ] && echo benchmarks)
+        "$venv/bin/mypy" common services titanium mirage tests tools $([ -d benchmarks ] && echo benchmarks)
         failed=0
         # Before the host suite, so its test through the VM's port forward runs too. Cached.
         echo "== vivid VM image"
