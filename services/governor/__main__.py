@@ -23,7 +23,6 @@ from titanium.common.service import Service, run_until_cancelled, service_config
 from titanium.services.governor.actuate import Actuator, profiles
 from titanium.services.governor.control import Control
 from titanium.services.governor.core import Governor
-from titanium.services.governor.printer import MoonrakerPoller
 from titanium.services.governor.probes import Probes
 
 log = logging.getLogger("titanium.governor")
@@ -66,6 +65,8 @@ async def run(config: Config, service: Service) -> None:
     gov.pids["governor"] = (os.getpid(), gov.clock())
     poller = None
     if g.moonraker.url:
+        from titanium.services.governor.moonraker import MoonrakerPoller
+
         poller = MoonrakerPoller(g.moonraker, lambda s: gov.printer.update(s, "moonraker"))
 
     def moonraker() -> dict[str, Any] | None:
