@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from yarl import URL
@@ -252,6 +253,10 @@ def _session_url(request: web.Request, session: str) -> str:
     us (its Host names our port, no proxy headers), or the proxy said where it mounts us
     (X-Forwarded-Host, -Proto, -Prefix). Otherwise, behind a prefix nginx strips, only a
     relative reference stays under that prefix."""
+    # A token that came in the query goes on with the session (PATCH and DELETE need it);
+    # one in the path (/t/TOKEN/) is in request.path already.
+    token = request.query.get("token")
+    session = f"{session}?token={quote(token, safe='')}" if token else session
     headers = request.headers
     forwarded_host = headers.get("X-Forwarded-Host")
     if forwarded_host:

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection
+from yarl import URL
 
 from tests.integration.conftest import Stack
 from tests.integration.mjpeg_client import Drain, MjpegClient
@@ -156,3 +157,29 @@ def test_an_expiring_token_ends_its_stream_and_peer_when_it_expires(
     finally:
         peer.close()
         stream.client.close()
+
+
+async def _whep_location(url: str) -> tuple[int, str]:
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    headers = {"Content-Type": "application/sdp"}
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=pc.localDescription.sdp, headers=headers) as r:
+            status, location = r.status, r.headers.get("Location", "")
+        if status == 201:
+            session = str(URL(url).join(URL(location)))
+            async with http.delete(session) as r:
+                status = r.status if r.status != 200 else status
+    await pc.close()
+    return status, location
+
+
+def test_a_whep_session_opened_with_a_query_token_keeps_it_in_its_location(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins: with ?token=, the session URL dropped the token, so PATCH and DELETE got 401."""
+    stack = _token_stack(make_stack)
+    token, _ = Tokens(stack.state_dir).create("query", ttl=3600)
+    status, location = asyncio.run(_whep_location(stack.url(f"/whep?token={token}")))
+    assert status == 201 and f"?token={token}" in location, (status, location)
