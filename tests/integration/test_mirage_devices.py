@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -246,3 +247,60 @@ def test_bad_proxy_config_exits_2_naming_key(tmp_path: Path, doc: dict[str, Any]
         assert out.returncode == 2, (args, out.stdout, out.stderr)
         assert f"bad proxy config: {key}: expected" in out.stderr, out.stderr
         assert "Traceback" not in out.stderr
+
+
+def test_tls_serves_wss_with_the_configured_certificate(tmp_path: Path) -> None:
+    """Pins: with `tls` {cert, key} the proxy serves wss:// with that certificate (a client
+    trusting only it is welcomed), and refuses plain ws:// on the same port."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        {
+            "listen": f"127.0.0.1:{port}",
+            "state_dir": str(tmp_path / "state"),
+            "tls": {"cert": str(cert), "key": str(key)},
+        },
+    )
+    out = mirage_ctl(config, "add-device", "tls printer")
+    device_id, secret = out.stdout.split()[1], out.stdout.splitlines()[1].split()[1]
+    proc = subprocess.Popen(
+        [TITANIUMCTL, "mirage", "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+    async def run() -> None:
+        trust = ssl.create_default_context(cafile=str(cert))
+        async with aiohttp.ClientSession() as session:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    ws = await session.ws_connect(f"wss://127.0.0.1:{port}/device", ssl=trust)
+                    break
+                except aiohttp.ClientConnectorError:
+                    assert proc.poll() is None and time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+            await ws.send_json({"type": "hello", "device": device_id, "secret": secret})
+            assert await ws.receive_json(timeout=10) == {"type": "welcome"}
+            await ws.close()
+            with pytest.raises(aiohttp.ClientError):
+                await session.ws_connect(f"ws://127.0.0.1:{port}/device")
+
+    try:
+        asyncio.run(run())
+    finally:
+        proc.terminate()
+        log, _ = proc.communicate(timeout=10)
+    assert f"listening on wss://127.0.0.1:{port}/device" in log and "plain ws://" not in log
