@@ -1,5 +1,6 @@
 """``titaniumctl``: run Titanium, ask how it is doing, check a config (the control
-socket's commands are in remote.py, the token commands in tokencli.py)."""
+socket's commands are in remote.py, the token commands in tokencli.py, the Mirage
+proxy's in miragecli.py)."""
 
 from __future__ import annotations
 
@@ -122,10 +123,11 @@ def cameras() -> None:
         click.echo(f"{cam['path']}: {cam.get('card', '')} ({cam.get('driver', '')})")
 
 
-from titanium import remote, tokencli  # noqa: E402 - the commands need `main` and `_load`
+from titanium import miragecli, remote, tokencli  # noqa: E402 - the commands need `main` and `_load`
 
 remote.register(main, _load)
 tokencli.register(main, _load)
+miragecli.register(main)
 
 if __name__ == "__main__":
     main()

@@ -1,0 +1,116 @@
+"""The proxy's device registry: which printers may dial in, in SQLite (WAL) under the state
+directory.
+
+A device is a name, a random id and a random secret. Only a salted hash of the secret is
+stored (scrypt, a salt per device), so a copied database does not let anyone pose as a
+printer; the secret is shown once, when the device is added. The CLI (titanium/miragecli.py)
+and a running proxy share the database: SQLite serializes the writers, and the proxy polls
+``generation()`` to cut off devices removed under it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+DB_FILE = "devices.sqlite"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    salt BLOB NOT NULL,
+    hash BLOB NOT NULL,
+    added REAL NOT NULL
+);
+"""
+# scrypt at n=2**14, r=8 (16 MiB, ~50 ms): a device authenticates once per connection, so the
+# cost falls on whoever brute-forces a stolen database, not on the proxy.
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
+MAX_NAME = 100
+
+
+@dataclass(frozen=True)
+class Device:
+    id: str
+    name: str
+    added: float
+
+
+def _hash(secret: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(secret.encode(), salt=salt, **_SCRYPT)
+
+
+class Devices:
+    """The device registry of one state directory."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def _db(self) -> sqlite3.Connection:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        db = sqlite3.connect(self.state_dir / DB_FILE, timeout=5)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(SCHEMA)
+        return db
+
+    def add(self, name: str) -> tuple[Device, str]:
+        """A new device called ``name``: the device and its secret (not kept anywhere)."""
+        if not name.strip() or len(name) > MAX_NAME or not name.isprintable():
+            raise ValueError(f"a printable device name of 1 to {MAX_NAME} characters")
+        device = Device("dev_" + secrets.token_hex(8), name, time.time())
+        secret = secrets.token_urlsafe(32)
+        salt = secrets.token_bytes(16)
+        db = self._db()
+        try:
+            with db:
+                db.execute(
+                    "INSERT INTO devices (id, name, salt, hash, added) VALUES (?, ?, ?, ?, ?)",
+                    (device.id, name, salt, _hash(secret, salt), device.added),
+                )
+        finally:
+            db.close()
+        return device, secret
+
+    def remove(self, device_id: str) -> bool:
+        """Forget the device; False when there was none with this id."""
+        db = self._db()
+        try:
+            with db:
+                cur = db.execute("DELETE FROM devices WHERE id = ?", (device_id,))
+            return cur.rowcount > 0
+        finally:
+            db.close()
+
+    def list(self) -> list[Device]:
+        db = self._db()
+        try:
+            rows = db.execute("SELECT id, name, added FROM devices ORDER BY added").fetchall()
+        finally:
+            db.close()
+        return [Device(*row) for row in rows]
+
+    def ids(self) -> set[str]:
+        """Every registered id: what the proxy checks its connected devices against."""
+        return {d.id for d in self.list()}
+
+    def verify(self, device_id: str, secret: str) -> Device | None:
+        """The device when ``secret`` is its secret, else None (unknown id or wrong secret)."""
+        db = self._db()
+        try:
+            row = db.execute(
+                "SELECT id, name, added, salt, hash FROM devices WHERE id = ?", (device_id,)
+            ).fetchone()
+        finally:
+            db.close()
+        if row is None:
+            # Hash anyway, so that an unknown id takes as long as a wrong secret.
+            _hash(secret, b"\0" * 16)
+            return None
+        if not hmac.compare_digest(_hash(secret, row[3]), row[4]):
+            return None
+        return Device(row[0], row[1], row[2])
