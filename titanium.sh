@@ -51,7 +51,8 @@ case "$cmd" in
         exec "$venv/bin/titaniumctl" up "$@"
         ;;
     test)
-        # coturn: the STUN server of tests/integration/test_ice_stun.py.
+        # coturn: the STUN server of tests/integration/test_ice_stun.py and the TURN server of
+        # tests/integration/test_turn_coturn.py.
         # qemu-system-x86, mmdebstrap, cpio, kmod: the vivid VM (tools/vm/) for tests/hw.
         need_apt python3 python3-venv ffmpeg chromium coturn qemu-system-x86 mmdebstrap cpio kmod
         setup_venv "[test]"
