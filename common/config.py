@@ -25,7 +25,6 @@ Every error names the key path (``titanium.cameras[0].fps``) and what is allowed
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -34,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from titanium.common.address import Address, parse_address
-from titanium.common.fields import ConfigError, Field, dump_fields, take_fields
+from titanium.common.fields import ConfigError, Field, dump_fields, read_json_file, take_fields
 from titanium.common.govconfig import (
     GovernorConfig,
     RungSpec,
@@ -539,15 +538,7 @@ def load_config(
     """Load and validate the config file at ``path``; ``None`` means all defaults."""
     if path is None:
         return parse_config({}, "defaults", find_camera)
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise ConfigError("", f"a readable file at {path}: {e.strerror}") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError("", f"valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    return parse_config(raw, str(path), find_camera)
+    return parse_config(read_json_file(path), str(path), find_camera)
 
 
 def config_to_json(config: Config) -> dict[str, Any]:

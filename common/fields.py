@@ -5,8 +5,11 @@ one-line description and either a range, a set of choices or a converter; and th
 from __future__ import annotations
 
 import copy
+import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -71,6 +74,19 @@ class Field:
 def _as_any(value: Any) -> Any:
     """``value`` with its type narrowing undone (isinstance against a runtime tuple)."""
     return value
+
+
+def read_json_file(path: str | os.PathLike[str]) -> Any:
+    """The JSON document in the file at ``path``; ConfigError saying what is wrong with it
+    (unreadable, or where the JSON breaks)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError("", f"a readable file at {path}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError("", f"valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
 
 
 def take_fields(obj: dict[str, Any], path: str, fields: Sequence[Field]) -> dict[str, Any]:

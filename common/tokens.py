@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from titanium.common.state import open_db
+
 if TYPE_CHECKING:
     import sqlite3
 
@@ -111,13 +113,7 @@ class Tokens:
     # -- storage ------------------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
-        import sqlite3
-
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        db = sqlite3.connect(self.state_dir / DB_FILE, timeout=5)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
-        return db
+        return open_db(self.state_dir, DB_FILE, SCHEMA)
 
     def key(self) -> bytes:
         """The signing key, created (owner-only) on first use."""

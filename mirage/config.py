@@ -14,7 +14,6 @@ reverse proxy in front) and says so when it starts. Every error names the key pa
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from titanium.common.address import Address, parse_address
-from titanium.common.fields import ConfigError, Field, take_fields
+from titanium.common.fields import ConfigError, Field, read_json_file, take_fields
 
 __all__ = ["ConfigError", "ProxyConfig", "TlsConfig", "TurnConfig", "load_proxy_config"]
 
@@ -126,12 +125,4 @@ def parse_proxy_config(raw: Any, source: str) -> ProxyConfig:
 
 def load_proxy_config(path: str | os.PathLike[str]) -> ProxyConfig:
     """Load and validate the proxy config file at ``path``."""
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise ConfigError("", f"a readable file at {path}: {e.strerror}") from None
-    try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError("", f"valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
-    return parse_proxy_config(raw, str(path))
+    return parse_proxy_config(read_json_file(path), str(path))

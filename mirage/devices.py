@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from titanium.common.state import open_db
+
 DB_FILE = "devices.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
@@ -52,11 +54,7 @@ class Devices:
         self.state_dir = state_dir
 
     def _db(self) -> sqlite3.Connection:
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        db = sqlite3.connect(self.state_dir / DB_FILE, timeout=5)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.executescript(SCHEMA)
-        return db
+        return open_db(self.state_dir, DB_FILE, SCHEMA)
 
     def add(self, name: str) -> tuple[Device, str]:
         """A new device called ``name``: the device and its secret (not kept anywhere)."""

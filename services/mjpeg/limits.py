@@ -162,27 +162,24 @@ def keys_of(request: web.Request) -> list[Key]:
 
 def limit_signalling(request: web.Request) -> None:
     """Count one signalling request (any dialect, any step); 429 when over the limit."""
-    limits = request.app[LIMITS]
-    wait = limits.signalling.take(keys_of(request))
-    if wait:
-        c = limits.config
-        raise limits.refuse(
-            "signalling",
-            f"too many signalling requests: {c.signalling_rate:g} a second, "
-            f"{c.signalling_burst} at once (titanium.http.limits)",
-            wait,
-        )
+    c = request.app[LIMITS].config
+    _limit(request, "signalling", c.signalling_rate, c.signalling_burst)
 
 
 def limit_snapshot(request: web.Request) -> None:
     """Count one snapshot; 429 when over the limit."""
+    c = request.app[LIMITS].config
+    _limit(request, "snapshot", c.snapshot_rate, c.snapshot_burst)
+
+
+def _limit(request: web.Request, kind: str, rate: float, burst: int) -> None:
     limits = request.app[LIMITS]
-    wait = limits.snapshot.take(keys_of(request))
+    bucket = limits.signalling if kind == "signalling" else limits.snapshot
+    wait = bucket.take(keys_of(request))
     if wait:
-        c = limits.config
+        what = "signalling requests" if kind == "signalling" else "snapshots"
         raise limits.refuse(
-            "snapshot",
-            f"too many snapshots: {c.snapshot_rate:g} a second, "
-            f"{c.snapshot_burst} at once (titanium.http.limits)",
+            kind,
+            f"too many {what}: {rate:g} a second, {burst} at once (titanium.http.limits)",
             wait,
         )
