@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.integration.browser import Browser, find_chromium
+from tests.integration.origin import OtherOrigin
 from tests.stack import TITANIUMCTL, Stack, free_port
 
 __all__ = ["TITANIUMCTL", "Stack", "free_port"]  # what the tests import from here
@@ -47,3 +48,11 @@ def browser() -> Iterator[Browser]:
         pytest.skip("browser tests need Debian's chromium: apt-get install chromium")
     with Browser.launch() as b:
         yield b
+
+
+@pytest.fixture
+def other_origin() -> Iterator[OtherOrigin]:
+    """A page server on another port of 127.0.0.1 (tests/integration/origin.py)."""
+    server = OtherOrigin()
+    yield server
+    server.close()

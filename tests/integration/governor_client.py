@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import sys
 import threading
 import time
@@ -16,7 +15,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from tests.stack import Child
+from tests.stack import Child, terminate
 from titanium.common.endpoints import Endpoints
 from titanium.common.messages import GovernorEvent, MessageError, decode_as
 from titanium.common.rpc import RpcClient
@@ -116,11 +115,4 @@ class GovernorProcess(Child):
         return call(self.rpc, cmd, **args)
 
     def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return terminate(self.proc, 10)

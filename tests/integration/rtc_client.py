@@ -61,6 +61,15 @@ def _codec(pc: RTCPeerConnection) -> str:
     return ""
 
 
+async def recvonly_offer() -> RTCPeerConnection:
+    """A peer connection (no ICE servers) with one recvonly video transceiver and its offer
+    set as the local description: what a WHEP player POSTs."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    return pc
+
+
 async def whep_view(
     base: str, seconds: float, camera: str | None = None, timecode: bool = False
 ) -> Received:

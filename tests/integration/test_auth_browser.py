@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from tests.integration.browser import Browser
-from tests.integration.test_cors_browser import OtherOrigin
+from tests.integration.origin import OtherOrigin
 from tests.integration.test_webrtc_browser import (
     CAMERA_STREAMER_JS,
     PLAYER,
@@ -75,13 +75,6 @@ def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, s
         yield stack, token
     finally:
         stack.stop()
-
-
-@pytest.fixture
-def other_origin() -> Iterator[OtherOrigin]:
-    server = OtherOrigin()
-    yield server
-    server.close()
 
 
 def test_viewer_page_plays_with_the_token_of_its_own_url(

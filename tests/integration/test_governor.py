@@ -368,11 +368,11 @@ def _cpu_list(text: str) -> set[int]:
 async def _whep_session(base: str, query: str) -> tuple[Any, int]:
     """A WHEP viewer that only connects: (peer connection, HTTP status of the offer)."""
     import aiohttp
-    from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+    from aiortc import RTCSessionDescription
 
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
+    from tests.integration.rtc_client import recvonly_offer
+
+    pc = await recvonly_offer()
     headers = {"Content-Type": "application/sdp"}
     async with (
         aiohttp.ClientSession() as http,

@@ -8,8 +8,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
-import struct
 import subprocess
 import time
 import urllib.parse
@@ -21,6 +19,8 @@ from typing import Any
 import pytest
 
 from tests.integration.conftest import Stack
+from tests.integration.stun import wait_for_binding
+from tests.stack import terminate
 
 # Generous for a loaded 2-core machine, far below the 5 s aioice waited out before.
 ANSWER_BOUND = 2.5
@@ -76,27 +76,17 @@ class StunNamespace:
             raise
 
     def _wait_answering(self) -> None:
-        request = struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, os.urandom(12))
-        deadline = time.monotonic() + 10
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.2)
-            while time.monotonic() < deadline:
-                s.sendto(request, (self.server, self.port))
-                try:
-                    if s.recv(2048)[:2] == b"\x01\x01":  # Binding success response
-                        return
-                except TimeoutError:
-                    continue
-        raise AssertionError("coturn did not answer a STUN binding request in 10 s")
+        proc = self.proc
+        assert proc is not None
+        wait_for_binding(
+            self.server,
+            self.port,
+            lambda: None if proc.poll() is None else f"turnserver exited {proc.returncode}",
+        )
 
     def close(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            terminate(self.proc, 5)
         # Deleting the namespace deletes the veth end in it, and with it the pair.
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
         subprocess.run(["ip", "link", "del", self.veth], capture_output=True)

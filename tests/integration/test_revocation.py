@@ -16,12 +16,11 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from aiortc import RTCConfiguration, RTCPeerConnection
 from yarl import URL
 
 from tests.integration.conftest import Stack
 from tests.integration.mjpeg_client import Drain, MjpegClient
-from tests.integration.rtc_client import HeldPeer
+from tests.integration.rtc_client import HeldPeer, recvonly_offer
 from titanium.common.tokens import Tokens
 
 REVOKED_WITHIN = 2.0  # the bound
@@ -73,9 +72,7 @@ def test_revoking_a_token_ends_its_mjpeg_stream_and_webrtc_peer_within_2_s(
 
 
 async def _whep(url: str) -> int:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
+    pc = await recvonly_offer()
     headers = {"Content-Type": "application/sdp"}
     async with (
         aiohttp.ClientSession() as http,
@@ -160,9 +157,7 @@ def test_an_expiring_token_ends_its_stream_and_peer_when_it_expires(
 
 
 async def _whep_location(url: str) -> tuple[int, str]:
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
+    pc = await recvonly_offer()
     headers = {"Content-Type": "application/sdp"}
     async with aiohttp.ClientSession() as http:
         async with http.post(url, data=pc.localDescription.sdp, headers=headers) as r:

@@ -5,10 +5,8 @@ candidates and talk through the relay; expired credentials and a wrong secret ar
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import socket
-import struct
 import subprocess
 import time
 from collections.abc import Iterator
@@ -17,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.integration.stun import wait_for_binding
+from tests.stack import terminate
 from titanium.mirage.turn import ice_servers, mint
 
 SECRET = "mirage-test-secret"
@@ -85,22 +85,15 @@ class Coturn:
         return f"turn:127.0.0.1:{self.port}?transport={transport}"
 
     def _wait_answering(self) -> None:
-        request = struct.pack("!HHI12s", 0x0001, 0, 0x2112A442, os.urandom(12))
-        deadline = time.monotonic() + 10
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(0.2)
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise AssertionError(
-                        f"turnserver exited {self.proc.returncode}:\n{self.tail()}"
-                    )
-                s.sendto(request, ("127.0.0.1", self.port))
-                try:
-                    if s.recv(2048)[:2] == b"\x01\x01":  # Binding success response
-                        return
-                except TimeoutError:
-                    continue
-        raise AssertionError(f"coturn did not answer a STUN binding in 10 s:\n{self.tail()}")
+        def gone() -> str | None:
+            if self.proc.poll() is None:
+                return None
+            return f"turnserver exited {self.proc.returncode}"
+
+        try:
+            wait_for_binding("127.0.0.1", self.port, gone)
+        except AssertionError as e:
+            raise AssertionError(f"{e}:\n{self.tail()}") from None
 
     def tail(self) -> str:
         try:
@@ -109,13 +102,7 @@ class Coturn:
             return "(no coturn log)"
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        terminate(self.proc, 5)
 
 
 @pytest.fixture
