@@ -54,7 +54,9 @@ case "$cmd" in
         # coturn: the STUN server of tests/integration/test_ice_stun.py and the TURN server of
         # tests/integration/test_turn_coturn.py.
         # qemu-system-x86, mmdebstrap, cpio, kmod: the vivid VM (tools/vm/) for tests/hw.
-        need_apt python3 python3-venv ffmpeg chromium coturn qemu-system-x86 mmdebstrap cpio kmod
+        # nftables, iproute2: the NATs of the remote-viewing tests (tests/integration/nat.py).
+        need_apt python3 python3-venv ffmpeg chromium coturn qemu-system-x86 mmdebstrap cpio kmod \
+            nftables iproute2
         setup_venv "[test]"
         echo "== ruff"
         "$venv/bin/ruff" check .
