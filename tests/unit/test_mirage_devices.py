@@ -45,3 +45,45 @@ def test_verify_remove_list(tmp_path: Path) -> None:
 def test_bad_names_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ValueError):
         Devices(tmp_path).add(name)
+
+
+def test_verify_is_cheap_enough_for_a_thousand_reconnects(tmp_path: Path) -> None:
+    """Pins: verifying a device costs well under a millisecond of hashing. With scrypt it
+    took ~60 ms, so a proxy restart with 1,000 printers dialling back in cost a minute of
+    CPU before the last one was served. The bound is generous (hashing 200 times, with
+    SQLite opened each time, must stay under 2 s): scrypt needs ~12 s."""
+    import time
+
+    devices = Devices(tmp_path)
+    dev, secret = devices.add("voron")
+    started = time.process_time()
+    for _ in range(200):
+        assert devices.verify(dev.id, secret) == dev
+    assert time.process_time() - started < 2.0
+
+
+def test_a_scrypt_era_database_still_verifies_and_is_rehashed(tmp_path: Path) -> None:
+    """Pins the migration: a registry written before the hash changed (no kdf column,
+    scrypt hashes) still lets its devices in with their secrets, refuses wrong ones, and
+    stores the fast hash after the first good login."""
+    import hashlib
+    import time
+
+    salt, secret = b"s" * 16, "old-device-secret"
+    old = hashlib.scrypt(secret.encode(), salt=salt, n=2**14, r=8, p=1, dklen=32)
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    db.execute(
+        "CREATE TABLE devices (id TEXT PRIMARY KEY, name TEXT NOT NULL, salt BLOB NOT NULL, "
+        "hash BLOB NOT NULL, added REAL NOT NULL)"
+    )
+    db.execute("INSERT INTO devices VALUES ('dev_old', 'old', ?, ?, ?)", (salt, old, time.time()))
+    db.commit()
+    db.close()
+    devices = Devices(tmp_path)
+    assert devices.verify("dev_old", "wrong") is None
+    assert devices.verify("dev_old", secret) is not None
+    db = sqlite3.connect(tmp_path / DB_FILE)
+    (kdf, digest) = db.execute("SELECT kdf, hash FROM devices").fetchone()
+    db.close()
+    assert kdf == "hmac-sha256" and digest != old
+    assert devices.verify("dev_old", secret) is not None
