@@ -14,7 +14,7 @@ process the harness started, also when a test fails. The routers are stateful (f
 policy drop, established/related accepted), so unsolicited inbound traffic is dropped as on
 a home router; masquerade keeps source ports where it can, so UDP hole punching works.
 
-One topology per test module (setup ~0.3 s; coturn is shared the same way)::
+One topology per test module (built in ~0.2 s here; coturn is shared the same way)::
 
     @pytest.fixture(scope="module")
     def nat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Nat]:
@@ -33,6 +33,7 @@ Then, in a test:
 - ``with inside(nat.viewer): sock = socket.socket(...)``: an in-process socket that lives in
   that namespace (tests/integration/netns.py).
 - ``nat.serve_http(nat.internet, nat.proxy_ip, port, app)``: an aiohttp app in a namespace.
+- ``nat.loop(nat.printer).run(coro, timeout)``: asyncio (an aiortc peer) in a namespace.
 - ``nat.browser()``: headless Chromium in the viewer namespace (a :class:`Browser`).
 - ``nat.coturn.ice_servers(name)``: minted TURN credentials for UDP and TCP.
 - ``nat.drop_udp("between-nats")``: UDP between the two routers' public addresses is
@@ -57,7 +58,7 @@ from types import TracebackType
 from typing import Any, Literal
 
 from tests.integration.browser import Browser, find_chromium
-from tests.integration.nat_services import Coturn, NetnsHttp
+from tests.integration.nat_services import Coturn, NetnsHttp, NetnsLoop
 from tests.stack import Child, terminate
 
 UdpDrop = Literal["between-nats", "viewer-all"]
@@ -122,7 +123,7 @@ class Nat:
         self.proxy_ip, self.turn_ip = f"100.64.{n}.100", f"100.64.{n}.101"
         self.coturn: Coturn | None = None
         self._children: list[subprocess.Popen[Any]] = []
-        self._servers: list[NetnsHttp] = []
+        self._servers: list[NetnsHttp | NetnsLoop] = []
         self._browsers: list[Browser] = []
         self._netem_probed = False
         self._netem_reason: str | None = None
@@ -181,6 +182,13 @@ class Nat:
         server = NetnsHttp(ns, host, port, app)
         self._servers.append(server)
         return server
+
+    def loop(self, ns: str) -> NetnsLoop:
+        """An asyncio loop on a thread inside ``ns`` (an aiortc peer as the printer: run its
+        coroutines with ``.run(coro, timeout)``); stopped at close."""
+        loop = NetnsLoop(ns)
+        self._servers.append(loop)
+        return loop
 
     def browser(self, extra_args: list[str] | None = None) -> Browser:
         """Headless Chromium in the viewer namespace; closed at :meth:`close` if not before.

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiohttp import web
 
@@ -18,6 +19,7 @@ from titanium.mirage.turn import ice_servers
 if TYPE_CHECKING:
     from tests.integration.nat import Nat
 
+T = TypeVar("T")
 TURN_PORT = 3478
 REALM = "nat.test"
 
@@ -121,3 +123,43 @@ class NetnsHttp:
         future = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
         future.result(10)
         self._loop.call_soon_threadsafe(self._loop.stop)
+
+
+class NetnsLoop:
+    """An asyncio loop on a thread that lives in namespace ``ns``: what an in-process aiortc
+    peer needs to gather that namespace's addresses and send from it (aioice lists
+    interfaces and opens its sockets on the loop's thread)."""
+
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        if self._error is not None:
+            raise AssertionError(f"cannot enter {ns}: {self._error!r}")
+
+    def _serve(self) -> None:
+        try:
+            netns.enter(self.ns)
+        except BaseException as e:  # reported to the constructor, which raises it
+            self._error = e
+            self._ready.set()
+            return
+        asyncio.set_event_loop(self._loop)
+        self._ready.set()
+        self._loop.run_forever()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        """``coro``'s result, run on the namespaced loop, limited to ``timeout`` seconds."""
+        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout), self._loop)
+        return future.result(timeout + 2)
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+        if not self._loop.is_running():
+            self._loop.close()

@@ -5,10 +5,12 @@ seconds); one topology serves the module."""
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from aiohttp import web
@@ -220,3 +222,81 @@ def test_chromium_in_the_viewer_namespace_loads_a_page_from_the_internet(nat: Na
     tab = browser.open(server.url("/"))
     assert tab.eval("document.title") == "remote", tab.diagnostics()
     assert seen and set(seen) == {nat.viewer_wan}
+
+
+OFFER_JS = """(async () => {
+  window.pc = new RTCPeerConnection({iceServers: %s, iceTransportPolicy: %s});
+  window.got = null;
+  const channel = pc.createDataChannel("probe");
+  channel.onopen = () => channel.send("hello from the viewer");
+  channel.onmessage = (e) => { window.got = e.data; };
+  await pc.setLocalDescription(await pc.createOffer());
+  await new Promise((done) => {
+    if (pc.iceGatheringState === "complete") return done();
+    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
+  });
+  return pc.localDescription.sdp;
+})()"""
+
+SELECTED_PAIR_JS = """(async () => {
+  const stats = [...(await pc.getStats()).values()];
+  const pair = stats.find((s) => s.type === "candidate-pair" && s.nominated
+                                 && s.state === "succeeded");
+  if (!pair) return null;
+  const local = stats.find((s) => s.id === pair.localCandidateId);
+  const remote = stats.find((s) => s.id === pair.remoteCandidateId);
+  return [local.candidateType, local.relayProtocol, remote.candidateType, remote.address];
+})()"""
+
+
+async def _printer_answer(offer: str, servers: list[dict[str, Any]], relay: bool) -> Any:
+    """An aiortc peer (as the printer's webrtc service would be) answering ``offer`` and
+    echoing the data channel; returns (peer, answer SDP)."""
+    from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+    from aiortc.rtcconfiguration import RTCIceTransportPolicy
+
+    ice = [RTCIceServer(s["urls"], s["username"], s["credential"]) for s in servers]
+    policy = RTCIceTransportPolicy.RELAY if relay else RTCIceTransportPolicy.ALL
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice, iceTransportPolicy=policy))
+
+    @pc.on("datachannel")
+    def on_channel(channel: Any) -> None:
+        @channel.on("message")
+        def on_message(message: str) -> None:
+            channel.send(f"echo: {message}")
+
+    await pc.setRemoteDescription(RTCSessionDescription(offer, "offer"))
+    await pc.setLocalDescription(await pc.createAnswer())
+    return pc, pc.localDescription.sdp
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_printer_and_viewer_connect_through_coturn_with_relay_forced(
+    nat: Nat, tmp_path_factory: pytest.TempPathFactory, transport: str
+) -> None:
+    """The whole path the relay tests need: Chromium behind the viewer NAT and an aiortc
+    peer behind the printer NAT, both relay-only with credentials minted for coturn in the
+    internet, exchange a data channel message; Chromium's selected pair is relay to relay
+    through coturn's public address, reached over ``transport``. For TCP all the viewer's
+    UDP is dropped, so only TURN over TCP can work. (Signalling is the test itself: offer
+    and answer travel over DevTools and the namespaced loop.)"""
+
+    coturn = nat.coturn or nat.start_coturn(tmp_path_factory.mktemp("turn"))
+    printer = nat.loop(nat.printer)
+    tab = nat.browser().open("about:blank")
+    if transport == "tcp":
+        nat.drop_udp("viewer-all")
+    viewer_servers = coturn.ice_servers("viewer", (transport,))
+    offer = tab.eval(OFFER_JS % (json.dumps(viewer_servers), '"relay"'), timeout=15)
+    assert "typ relay" in offer, f"{offer}\n{coturn.tail()}\n{tab.diagnostics()}"
+    pc, answer = printer.run(
+        _printer_answer(offer, coturn.ice_servers("printer", ("udp",)), True), 15
+    )
+    try:
+        tab.eval(f"pc.setRemoteDescription({json.dumps({'type': 'answer', 'sdp': answer})})")
+        got = tab.wait_for("window.got", timeout=15)
+        assert got == "echo: hello from the viewer"
+        pair = tab.wait_for(SELECTED_PAIR_JS, timeout=5)
+        assert pair == ["relay", transport, "relay", nat.turn_ip], pair
+    finally:
+        printer.run(pc.close(), 5)
