@@ -300,3 +300,25 @@ def test_printer_and_viewer_connect_through_coturn_with_relay_forced(
         assert pair == ["relay", transport, "relay", nat.turn_ip], pair
     finally:
         printer.run(pc.close(), 5)
+
+
+def test_printer_and_viewer_connect_peer_to_peer_through_both_nats(
+    nat: Nat, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """With STUN only (coturn's), the two peers find each other's public mapping and punch
+    through both NATs: the data channel works and Chromium's selected pair is not a relay,
+    its far end the printer router's public address. The P2P tests build on this."""
+    coturn = nat.coturn or nat.start_coturn(tmp_path_factory.mktemp("turn"))
+    stun = [{"urls": f"stun:{coturn.ip}:{coturn.port}", "username": None, "credential": None}]
+    printer = nat.loop(nat.printer)
+    tab = nat.browser().open("about:blank")
+    offer = tab.eval(OFFER_JS % (json.dumps([{"urls": stun[0]["urls"]}]), '"all"'), timeout=15)
+    assert "typ srflx" in offer, f"{offer}\n{tab.diagnostics()}"
+    pc, answer = printer.run(_printer_answer(offer, stun, relay=False), 15)
+    try:
+        tab.eval(f"pc.setRemoteDescription({json.dumps({'type': 'answer', 'sdp': answer})})")
+        assert tab.wait_for("window.got", timeout=15) == "echo: hello from the viewer"
+        pair = tab.wait_for(SELECTED_PAIR_JS, timeout=5)
+        assert "relay" not in (pair[0], pair[2]) and pair[3] == nat.printer_wan, pair
+    finally:
+        printer.run(pc.close(), 5)
