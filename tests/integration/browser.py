@@ -11,6 +11,11 @@ test fails.
         page = browser.open("http://127.0.0.1:8080/")
         assert page.eval("document.title") == "Titanium"
         page.screenshot(tmp_path / "page.png")
+
+``Browser.launch(netns="ti-v-123")`` runs Chromium inside that network namespace (``ip netns
+exec``), and the DevTools connection is opened from inside it too, since Chromium's DevTools
+port is on the namespace's own 127.0.0.1 (tests/integration/nat.py uses this for the remote
+viewer). Without ``netns`` nothing changes.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
+
+from tests.integration import netns as _netns
 
 T = TypeVar("T")
 
@@ -276,8 +283,11 @@ def _shorten(js: str, limit: int = 160) -> str:
 class Browser:
     """A headless Chromium process and its DevTools connection."""
 
-    def __init__(self, executable: str, extra_args: list[str] | None = None) -> None:
+    def __init__(
+        self, executable: str, extra_args: list[str] | None = None, netns: str | None = None
+    ) -> None:
         self.executable = executable
+        self.netns = netns
         self.args = list(FLAGS) + list(extra_args or [])
         if os.geteuid() == 0:
             self.args.append("--no-sandbox")  # Chromium refuses to run as root otherwise
@@ -288,21 +298,26 @@ class Browser:
         self._ws_url: str | None = None
         self._ws_found = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread = threading.Thread(target=self._run_loop, daemon=True)
         self._session: aiohttp.ClientSession | None = None
         self._conn: _Connection | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def launch(
-        cls, executable: str | None = None, extra_args: list[str] | None = None, timeout: float = 30
+        cls,
+        executable: str | None = None,
+        extra_args: list[str] | None = None,
+        timeout: float = 30,
+        netns: str | None = None,
     ) -> Browser:
-        """Start Chromium and connect to it; raises BrowserError (after cleaning up) when
-        it does not come up within ``timeout`` seconds."""
+        """Start Chromium (inside network namespace ``netns`` when given) and connect to it;
+        raises BrowserError (after cleaning up) when it does not come up within ``timeout``
+        seconds."""
         path = executable or find_chromium()
         if path is None:
             raise BrowserError("chromium is not installed (apt-get install chromium)")
-        browser = cls(path, extra_args)
+        browser = cls(path, extra_args, netns)
         try:
             browser._start(timeout)
         except BaseException:
@@ -310,10 +325,19 @@ class Browser:
             raise
         return browser
 
+    def _run_loop(self) -> None:
+        # Every socket of the DevTools client is made on this thread, so entering the
+        # namespace here puts the client next to Chromium's namespaced 127.0.0.1.
+        if self.netns is not None:
+            _netns.enter(self.netns)
+        self._loop.run_forever()
+
     def _start(self, timeout: float) -> None:
         self._thread.start()
+        # `ip netns exec` execs Chromium in place: the PID stays Chromium's.
+        wrapper = ["ip", "netns", "exec", self.netns] if self.netns else []
         self.proc = subprocess.Popen(
-            [self.executable, *self.args, "about:blank"],
+            [*wrapper, self.executable, *self.args, "about:blank"],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
