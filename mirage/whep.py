@@ -139,11 +139,14 @@ async def _body(request: web.Request, content_type: str) -> str:
         raise _error(413, f"the body is over {MAX_BODY // 1024} KiB")
     if request.content_type != content_type:
         raise _error(400, f"expected Content-Type: {content_type}")
-    data = await request.content.read(MAX_BODY + 1)
-    if len(data) > MAX_BODY:
-        raise _error(413, f"the body is over {MAX_BODY // 1024} KiB")
+    data = bytearray()
+    # A chunked body has no Content-Length: counted as it arrives.
+    async for chunk in request.content.iter_any():
+        data += chunk
+        if len(data) > MAX_BODY:
+            raise _error(413, f"the body is over {MAX_BODY // 1024} KiB")
     try:
-        return data.decode()
+        return bytes(data).decode()
     except UnicodeDecodeError:
         raise _error(400, "the body is not UTF-8 text") from None
 
@@ -176,6 +179,13 @@ async def post(request: web.Request) -> web.Response:
     except SignalError as e:
         raise _error(e.status, e.reason) from None
     token = _token(request) or ""
+    try:
+        # Revoked while the printer was answering: the revocation poll has already passed
+        # this token by, so the session is ended here.
+        viewers.tokens.verify(token)
+    except TokenError as e:
+        await viewers.hub.close(session)
+        raise _error(401, TOKEN_REASONS.get(e.code, e.reason)) from None
     location = f"/d/{device}/whep/{camera}/{session.id}"
     if request.query.get("token"):
         location += f"?token={token}"

@@ -26,8 +26,9 @@ TURN = {"secret": "s" * 32, "urls": ["turn:127.0.0.1:3478?transport=udp", "turn:
 
 
 @pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[Proxy]:
-    """A proxy with TURN configured and a 2 s signal_timeout (the 504 test waits that long)."""
+def proxy(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Proxy]:
+    """A proxy with TURN configured and a 2 s signal_timeout (the 504 test waits that long),
+    or the timeout a test gives as its indirect parameter."""
     port = free_port()
     config = write_config(
         tmp_path,
@@ -35,7 +36,7 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
             "listen": f"127.0.0.1:{port}",
             "state_dir": str(tmp_path / "state"),
             "turn": TURN,
-            "signal_timeout": 2,
+            "signal_timeout": getattr(request, "param", 2),
         },
     )
     proc = subprocess.Popen(
@@ -212,7 +213,8 @@ def test_refusals_name_their_reason_with_cors(proxy: Proxy) -> None:
     """Pins: 401 for no token, a garbage one and an expired one signed by this proxy; 403 for
     another device's token and another camera's; 404 for a camera the printer did not
     announce (listing those it did) and for another token's session; 400 for a malformed
-    offer; 413 for a body over 64 KiB; 503 for a device not connected. Each is text/plain
+    offer; 413 for a body over 64 KiB, with a Content-Length or chunked (a chunked one was
+    cut short and the prefix forwarded); 503 for a device not connected. Each is text/plain
     with CORS, and the printer never sees the refused offers."""
     device, secret = proxy.add()
     other, _ = proxy.add("other printer")
@@ -243,6 +245,16 @@ def test_refusals_name_their_reason_with_cors(proxy: Proxy) -> None:
                 assert headers["Access-Control-Allow-Origin"] == "*"
                 assert headers["Content-Type"].startswith("text/plain")
                 assert "Error" not in text and "Traceback" not in text
+
+            async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: chunked
+                yield b"v=0\r\n"
+                for _ in range(10):
+                    await asyncio.sleep(0.01)
+                    yield b"a=x\r\n" * 1500
+
+            ctype = {"Content-Type": "application/sdp"}
+            async with http.post(f"{base}/cam0?token={token}", data=chunks(), headers=ctype) as r:
+                assert (r.status, "64 KiB" in await r.text()) == (413, True)
             status, _, headers = await post(http, f"{base}/cam0?token={token}", offer)
             assert status == 201
             assert (await p.next("offer"))["camera"] == "cam0"
@@ -291,8 +303,9 @@ def test_printer_error_silence_and_loss(proxy: Proxy) -> None:
 
 def test_revoking_a_token_closes_its_sessions_within_2s(proxy: Proxy) -> None:
     """Pins: `titaniumctl mirage revoke ID` while a session is live makes the proxy send the
-    printer `close` for it within 2 s and forget it; another token's session stays; the
-    revoked token is refused (401) afterwards; revoking an unknown id exits 2."""
+    printer `close` for it within 2 s and forget it; another token's session stays until the
+    printer hangs up; the revoked token is refused (401) afterwards; revoking an unknown id
+    exits 2."""
     device, secret = proxy.add()
     token, jti = mint(proxy, "--device", device, "--ttl", "10m")
     keep, _ = mint(proxy, "--device", device)
@@ -314,6 +327,10 @@ def test_revoking_a_token_closes_its_sessions_within_2s(proxy: Proxy) -> None:
             assert health["sessions"] == 1
             status, text, _ = await post(http, f"{whep}?token={token}", offer)
             assert (status, text) == (401, "the token was revoked")
+        deadline = time.monotonic() + 5
+        while proxy.health()["sessions"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert proxy.health()["sessions"] == 0, "the printer hung up: its sessions must go"
 
     asyncio.run(run())
     again = proxy.ctl("revoke", "0000")
@@ -334,3 +351,37 @@ def test_token_cli_mints_for_registered_devices_only(proxy: Proxy) -> None:
     assert bad.returncode == 2 and "no device with id 'dev_nope'" in bad.stderr
     assert proxy.ctl("token", "--device", device, "--ttl", "soon").returncode == 2
     assert proxy.ctl("token").returncode == 2  # --device is required
+
+
+@pytest.mark.parametrize("proxy", [15], indirect=True)  # the printer answers after ~2 s
+def test_a_token_revoked_while_the_printer_answers_opens_no_session(proxy: Proxy) -> None:
+    """Pins: an answer that arrives after its token was revoked (the revocation poll found no
+    session to close yet) gives the viewer 401, not a session, and the printer a `close`."""
+    device, secret = proxy.add()
+    token, jti = mint(proxy, "--device", device)
+
+    async def run() -> None:
+        _, offer = await make_offer()
+        async with (
+            printer(proxy, device, secret, answer="silent") as p,
+            aiohttp.ClientSession() as http,
+        ):
+            pending = asyncio.create_task(
+                post(http, f"{proxy.url}/d/{device}/whep/cam0?token={token}", offer)
+            )
+            got = await p.next("offer")
+            assert (await asyncio.to_thread(proxy.ctl, "revoke", jti)).returncode == 0
+            await asyncio.sleep(1.2)  # past the 0.5 s revocation poll, within the 2 s
+            pc = RTCPeerConnection()
+            p.peers.append(pc)
+            await pc.setRemoteDescription(RTCSessionDescription(got["sdp"], "offer"))
+            await pc.setLocalDescription(await pc.createAnswer())
+            answer = {"type": "answer", "session": got["session"]}
+            await p.ws.send_json({**answer, "sdp": pc.localDescription.sdp})
+            status, text, _ = await pending
+            assert (status, text) == (401, "the token was revoked")
+            assert await p.next("close") == {"type": "close", "session": got["session"]}
+            health = await (await http.get(proxy.url + "/health")).json()
+            assert health["sessions"] == 0
+
+    asyncio.run(run())
