@@ -1,7 +1,8 @@
 """Access tokens: signed, expiring, URL-safe, revocable.
 
 A token is a JWT (PyJWT, HS256) carrying its id (``jti``), its holder's name (``sub``), the
-cameras it may see (``cams``; empty for every camera), its right (``rights``: ``view`` <
+cameras it may see (``cams``; empty for every camera), for a Mirage proxy's token the devices
+it may reach (``devs``; absent from LAN tokens), its right (``rights``: ``view`` <
 ``control`` < ``admin``, each including the ones before) and its expiry (``exp``). JWTs are
 base64url with dots: they survive ``decodeURIComponent``, a query string and a path segment
 unchanged, which is what Mainsail's and Fluidd's players need (PROTOCOLS.md, "Tokens that
@@ -39,7 +40,7 @@ DB_FILE = "tokens.sqlite"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS issued (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, cameras TEXT NOT NULL, rights TEXT NOT NULL,
-    issued REAL NOT NULL, expires REAL NOT NULL
+    issued REAL NOT NULL, expires REAL NOT NULL, devices TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS revoked (id TEXT PRIMARY KEY, at REAL NOT NULL);
 """
@@ -65,6 +66,7 @@ class Grant:
     rights: str
     issued: float
     expires: float
+    devices: tuple[str, ...] = ()  # the Mirage proxy's devices; empty in a LAN token
 
     def sees(self, camera: str) -> bool:
         return not self.cameras or camera in self.cameras
@@ -81,6 +83,7 @@ class Grant:
             "rights": self.rights,
             "issued": self.issued,
             "expires": self.expires,
+            **({"devices": list(self.devices)} if self.devices else {}),
         }
 
 
@@ -113,7 +116,13 @@ class Tokens:
     # -- storage ------------------------------------------------------------------------
 
     def _db(self) -> sqlite3.Connection:
-        return open_db(self.state_dir, DB_FILE, SCHEMA)
+        db = open_db(self.state_dir, DB_FILE, SCHEMA)
+        # A database made before the devices column existed (CREATE … IF NOT EXISTS keeps it).
+        columns = {row[1] for row in db.execute("PRAGMA table_info(issued)")}
+        if "devices" not in columns:
+            with db:
+                db.execute("ALTER TABLE issued ADD COLUMN devices TEXT NOT NULL DEFAULT ''")
+        return db
 
     def key(self) -> bytes:
         """The signing key, created (owner-only) on first use."""
@@ -135,14 +144,27 @@ class Tokens:
     # -- issuing ------------------------------------------------------------------------
 
     def create(
-        self, name: str, cameras: Iterable[str] = (), rights: str = "view", ttl: float = 30 * 86400
+        self,
+        name: str,
+        cameras: Iterable[str] = (),
+        rights: str = "view",
+        ttl: float = 30 * 86400,
+        devices: Iterable[str] = (),
     ) -> tuple[str, Grant]:
-        """A new token and what it grants."""
+        """A new token and what it grants; ``devices`` only for the Mirage proxy's tokens."""
         if rights not in RIGHTS:
             raise ValueError(f"rights: one of {', '.join(RIGHTS)}, not {rights!r}")
         now = float(int(time.time()))  # JWT times are whole seconds
-        grant = Grant(secrets.token_hex(8), name, tuple(cameras), rights, now, now + int(ttl))
-        claims = {
+        grant = Grant(
+            secrets.token_hex(8),
+            name,
+            tuple(cameras),
+            rights,
+            now,
+            now + int(ttl),
+            tuple(devices),
+        )
+        claims: dict[str, Any] = {
             "jti": grant.id,
             "sub": grant.name,
             "cams": list(grant.cameras),
@@ -150,13 +172,24 @@ class Tokens:
             "iat": int(grant.issued),
             "exp": int(grant.expires),
         }
+        if grant.devices:
+            claims["devs"] = list(grant.devices)
         import jwt
 
         token = jwt.encode(claims, self.key(), algorithm=ALGORITHM)
         with self._db() as db:
             db.execute(
-                "INSERT INTO issued VALUES (?, ?, ?, ?, ?, ?)",
-                (grant.id, name, ",".join(grant.cameras), rights, grant.issued, grant.expires),
+                "INSERT INTO issued (id, name, cameras, rights, issued, expires, devices) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    grant.id,
+                    name,
+                    ",".join(grant.cameras),
+                    rights,
+                    grant.issued,
+                    grant.expires,
+                    ",".join(grant.devices),
+                ),
             )
         return token, grant
 
@@ -174,14 +207,20 @@ class Tokens:
         """Every token issued, newest first, with whether it is revoked or expired."""
         with self._db() as db:
             rows = db.execute(
-                "SELECT i.id, i.name, i.cameras, i.rights, i.issued, i.expires, r.at "
+                "SELECT i.id, i.name, i.cameras, i.rights, i.issued, i.expires, i.devices, r.at "
                 "FROM issued i LEFT JOIN revoked r ON r.id = i.id ORDER BY i.issued DESC"
             ).fetchall()
         now = time.time()
         out = []
-        for tid, name, cams, rights, issued, expires, revoked in rows:
+        for tid, name, cams, rights, issued, expires, devs, revoked in rows:
             grant = Grant(
-                tid, name, tuple(c for c in cams.split(",") if c), rights, issued, expires
+                tid,
+                name,
+                tuple(c for c in cams.split(",") if c),
+                rights,
+                issued,
+                expires,
+                tuple(d for d in devs.split(",") if d),
             )
             out.append({**grant.describe(), "revoked": revoked, "expired": expires <= now})
         return out
@@ -220,7 +259,8 @@ class Tokens:
             raise TokenError("bad", "the token is not one this Titanium issued") from None
         cams = claims.get("cams") or []
         rights = claims.get("rights", "view")
-        if not isinstance(cams, list) or rights not in RIGHTS:
+        devs = claims.get("devs") or []
+        if not isinstance(cams, list) or not isinstance(devs, list) or rights not in RIGHTS:
             raise TokenError("bad", "the token is not one this Titanium issued")
         grant = Grant(
             str(claims["jti"]),
@@ -229,6 +269,7 @@ class Tokens:
             rights,
             float(claims.get("iat", 0)),
             float(claims["exp"]),
+            tuple(str(d) for d in devs),
         )
         if not self._refreshed:
             self.refresh()

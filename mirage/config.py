@@ -5,7 +5,8 @@
     {"listen": "0.0.0.0:8443",
      "tls": {"cert": "/etc/mirage/cert.pem", "key": "/etc/mirage/key.pem"},
      "state_dir": "/var/lib/mirage",
-     "turn": {"secret": "...", "urls": ["turn:turn.example.org:3478?transport=udp"]}}
+     "turn": {"secret": "...", "urls": ["turn:turn.example.org:3478?transport=udp"]},
+     "signal_timeout": 15}
 
 Without ``tls`` the proxy serves plain ``ws://`` (for tests and for a TLS-terminating
 reverse proxy in front) and says so when it starts. Every error names the key path
@@ -45,6 +46,7 @@ class ProxyConfig:
     state_dir: Path
     turn: TurnConfig | None
     source: str
+    signal_timeout: int = 15
 
 
 def _readable(value: str) -> Path:
@@ -114,13 +116,22 @@ PROXY_FIELDS = (
     Field("tls", (dict, type(None)), None, "{cert, key}; without it: plain ws://", _tls),
     Field("state_dir", str, None, "folder for the device database", _state_dir),
     Field("turn", (dict, type(None)), None, "{secret, urls} for coturn's REST scheme", _turn),
+    Field(
+        "signal_timeout",
+        int,
+        15,
+        "seconds a viewer's offer waits for the printer's answer before 504",
+        range=(1, 120),
+    ),
 )
 
 
 def parse_proxy_config(raw: Any, source: str) -> ProxyConfig:
     """Validate a decoded JSON document into a :class:`ProxyConfig`, or raise ConfigError."""
     v = take_fields(raw, "", PROXY_FIELDS)
-    return ProxyConfig(v["listen"], v["tls"], v["state_dir"], v["turn"], source)
+    return ProxyConfig(
+        v["listen"], v["tls"], v["state_dir"], v["turn"], source, v["signal_timeout"]
+    )
 
 
 def load_proxy_config(path: str | os.PathLike[str]) -> ProxyConfig:

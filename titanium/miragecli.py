@@ -1,8 +1,10 @@
-"""``titaniumctl mirage serve|add-device|remove-device|list-devices``: the Mirage proxy and
-its device registry, run on the proxy's host with the proxy's own config (mirage/config.py).
+"""``titaniumctl mirage serve|add-device|remove-device|list-devices|token|revoke``: the Mirage
+proxy, its device registry and its viewer tokens, run on the proxy's host with the proxy's own
+config (mirage/config.py).
 
-The device commands work whether the proxy runs or not: they write the SQLite registry in its
-state directory, and a running proxy cuts off a removed device within 2 s (mirage/server.py).
+These commands work whether the proxy runs or not: they write the SQLite databases in its
+state directory, and a running proxy cuts off a removed device, and ends the sessions of a
+revoked token, within 2 s (mirage/server.py).
 """
 
 from __future__ import annotations
@@ -105,3 +107,52 @@ def register(main: click.Group) -> None:
         for d in devices:
             added = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(d.added))
             click.echo(f"{d.id}  {d.name}  added {added}")
+
+    @mirage.command("token")
+    @click.option(
+        "--device", "devices", multiple=True, required=True, help="A device id it may reach."
+    )
+    @click.option("--camera", "cameras", multiple=True, help="A camera it may see (default: all).")
+    @click.option("--ttl", default="1h", show_default=True, help="Lifetime: 30d, 12h, 45m, 90s.")
+    @click.option("--name", default="remote viewer", show_default=True, help="Who holds it.")
+    @config_opt
+    def token(
+        devices: tuple[str, ...],
+        cameras: tuple[str, ...],
+        ttl: str,
+        name: str,
+        config_path: str,
+    ) -> None:
+        """Mint a viewer token for these devices; print it (shown this once only)."""
+        from titanium.common.tokens import Tokens, parse_ttl
+        from titanium.mirage.devices import Devices
+
+        config = _load(config_path)
+        try:
+            seconds = parse_ttl(ttl)
+        except ValueError as e:
+            _fail(f"--ttl: {e}")
+        known = Devices(config.state_dir).ids()
+        unknown = [d for d in devices if d not in known]
+        if unknown:
+            _fail(f"no device with id {unknown[0]!r} (see `titaniumctl mirage list-devices`)")
+        secret, grant = Tokens(config.state_dir).create(
+            name, cameras, "view", seconds, devices=devices
+        )
+        expires = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(grant.expires))
+        click.echo(f"token:   {secret}")
+        click.echo(f"id:      {grant.id} (for `titaniumctl mirage revoke`)")
+        click.echo(f"devices: {', '.join(grant.devices)}")
+        click.echo(f"cameras: {', '.join(grant.cameras) or 'all'}")
+        click.echo(f"expires: {expires}")
+
+    @mirage.command("revoke")
+    @click.argument("token_id", metavar="ID")
+    @config_opt
+    def revoke(token_id: str, config_path: str) -> None:
+        """Revoke a viewer token; a running proxy ends its live sessions within 2 s."""
+        from titanium.common.tokens import Tokens
+
+        if not Tokens(_load(config_path).state_dir).revoke(token_id):
+            _fail(f"no token with id {token_id!r} was issued by this proxy")
+        click.echo(f"revoked {token_id}")

@@ -76,3 +76,39 @@ def test_ttl_forms() -> None:
         parse_ttl("soon")
     with pytest.raises(ValueError, match="1 minute"):
         parse_ttl("5s")
+
+
+def test_a_proxy_token_names_its_devices_and_a_lan_token_none(tmp_path: Path) -> None:
+    """Pins: the Mirage proxy's tokens carry the device ids they may reach (`devs`), kept
+    through verify and list; a LAN token has no `devs` claim and no devices."""
+    tokens = Tokens(tmp_path)
+    token, grant = tokens.create("remote", ["cam0"], ttl=3600, devices=["dev_a", "dev_b"])
+    assert jwt.decode(token, options={"verify_signature": False})["devs"] == ["dev_a", "dev_b"]
+    assert Tokens(tmp_path).verify(token).devices == ("dev_a", "dev_b") == grant.devices
+    assert tokens.list()[0]["devices"] == ["dev_a", "dev_b"]
+    lan, lan_grant = tokens.create("tablet", ttl=3600)
+    assert "devs" not in jwt.decode(lan, options={"verify_signature": False})
+    assert tokens.verify(lan).devices == () and "devices" not in lan_grant.describe()
+
+
+def test_a_database_from_before_devices_is_migrated(tmp_path: Path) -> None:
+    """Pins: a token database made before the `devices` column keeps its tokens (they still
+    verify and revoke) and takes device tokens after the column is added."""
+    import sqlite3
+
+    tokens = Tokens(tmp_path)
+    old_token, old = tokens.create("old", ttl=3600)
+    db = sqlite3.connect(tmp_path / "tokens.sqlite")
+    with db:
+        db.execute("DROP TABLE issued")
+        db.execute(
+            "CREATE TABLE issued (id TEXT PRIMARY KEY, name TEXT NOT NULL, cameras TEXT NOT "
+            "NULL, rights TEXT NOT NULL, issued REAL NOT NULL, expires REAL NOT NULL)"
+        )
+        db.execute("INSERT INTO issued VALUES (?, 'old', '', 'view', 1, 2e9)", (old.id,))
+    db.close()
+    again = Tokens(tmp_path)
+    _, grant = again.create("new", ttl=3600, devices=["dev_a"])
+    assert again.verify(old_token).id == old.id
+    assert {t["id"]: t.get("devices") for t in again.list()} == {old.id: None, grant.id: ["dev_a"]}
+    assert again.revoke(old.id)
