@@ -106,7 +106,7 @@ async def device_ws(request: web.Request) -> web.WebSocketResponse:
         return ws
     device_id, secret, cameras = hello
     devices = request.app[DEVICES_KEY]
-    # scrypt takes tens of milliseconds: off the loop, so other devices keep being served.
+    # SQLite opens and reads off the loop, so other devices keep being served.
     device = await asyncio.get_running_loop().run_in_executor(
         None, devices.verify, device_id, secret
     )
