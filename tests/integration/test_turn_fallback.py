@@ -151,6 +151,21 @@ def test_order_turn_puts_the_tcp_url_first(blocked: BlockedTurn) -> None:
     assert seconds < 5, f"probing took {seconds:.1f} s"  # each probe is bounded (1.5 s)
 
 
+def test_per_session_credentials_are_judged_by_reachability(blocked: BlockedTurn) -> None:
+    """The proxy's per-session credentials (``<expiry>:<name>``) change with every viewer,
+    so a URL is judged by whether a TURN server answers there at all (cached per URL):
+    coturn refusing this one (it knows no such user) still counts, and the TCP URL goes
+    first. The same refused credential as a static one gets no URL chosen: none can
+    allocate, and the configured order is left as it was."""
+    from titanium.services.webrtc.turnprobe import order_turn
+
+    urls = (blocked.url("udp"), blocked.url("tcp"))
+    minted = [IceServer(urls, "4102444800:viewer-1", "not-known-to-coturn")]
+    assert asyncio.run(order_turn(minted))[0].urls == (blocked.url("tcp"),)
+    static = [IceServer(urls, "nobody", "not-known-to-coturn")]
+    assert asyncio.run(order_turn(static)) == tuple(static)
+
+
 async def _relay_view(stack: Stack, blocked: BlockedTurn) -> tuple[int, list[str]]:
     """A WHEP viewer that can only be reached through coturn (relay-only, over TCP): the
     frames it decodes in PLAY_BOUND, and the candidate types of its nominated pair."""
