@@ -102,6 +102,17 @@ def config_check(path: str) -> None:
     cfg = _load(path)
     cams = ", ".join(f"{c.id} ({c.device} {c.resolution}@{c.fps})" for c in cfg.cameras)
     click.echo(f"{path}: OK — cameras: {cams}; http {cfg.http.listen}")
+    if cfg.mirage.turn_servers:
+        # aiortc uses one TURN URL only: say which, asking the servers now (bounded).
+        import asyncio
+
+        from titanium.services.webrtc.turnprobe import choose
+
+        url, why = asyncio.run(choose(cfg.mirage.turn_servers, fresh=True))
+        if url is None:
+            click.echo(f"TURN: none of the configured URLs answered: {why}")
+        else:
+            click.echo(f"TURN: {url} will be used ({why})")
 
 
 @config.command("show")

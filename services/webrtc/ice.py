@@ -19,6 +19,10 @@ log = logging.getLogger("titanium.webrtc.ice")
 LOOPBACK = "127.0.0.1"
 _original_host_addresses = aioice.ice.get_host_addresses
 _original_server_reflexive = aioice.ice.server_reflexive_candidate
+_original_component_candidates = aioice.ice.Connection.get_component_candidates
+# How long an answer (or our offer) waits for STUN and TURN candidates: a STUN or TURN
+# server on the LAN or across the internet answers within a few hundred milliseconds.
+GATHER_TIMEOUT = 1.0
 
 
 def gather_on(addresses: Sequence[str]) -> None:
@@ -69,6 +73,29 @@ def gather_on(addresses: Sequence[str]) -> None:
         "ICE host candidates on %s",
         ", ".join(fixed) or "every interface (loopback only where there is no other)",
     )
+
+
+def bound_gathering(seconds: float = GATHER_TIMEOUT) -> None:
+    """Wait at most ``seconds`` for server-reflexive and relay candidates, keeping those
+    that arrived. aioice waits 5 s for them, and with UDP blocked on the way to the STUN
+    server (or a dead TURN URL) every answer took those 5 s: the dialects that need a
+    complete answer (WHEP's 201, camera-streamer's offer) cannot trickle. Host candidates
+    are not delayed by this: they are bound before the wait starts.
+
+    aioice takes the bound as an argument it never passes: the method is replaced, once,
+    for this process."""
+
+    async def component_candidates(
+        self: aioice.ice.Connection, component: int, addresses: list[str], timeout: float = 5
+    ) -> list[aioice.Candidate]:
+        return await _original_component_candidates(
+            self,
+            component,
+            addresses,
+            min(timeout, seconds),  # type: ignore[arg-type]
+        )
+
+    aioice.ice.Connection.get_component_candidates = component_candidates  # type: ignore[method-assign]
 
 
 def is_loopback(address: str) -> bool:

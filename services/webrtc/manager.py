@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 
 from titanium.common.config import Config
@@ -58,6 +58,7 @@ from titanium.services.webrtc.ice import (
 )
 from titanium.services.webrtc.session import Feedback, Owner, Session
 from titanium.services.webrtc.track import EncodedVideoTrack
+from titanium.services.webrtc.turnprobe import rtc_configuration
 
 log = logging.getLogger("titanium.webrtc")
 AIORTC_ERRORS = (InvalidAccessError, InvalidStateError, OperationError)  # say what is wrong
@@ -79,11 +80,6 @@ class SessionManager:
         self._publish = publish
         self._loopback_only = loopback_only
         self.admission = ViewerAdmission("low", "")
-        self._ice = RTCConfiguration(
-            iceServers=[
-                RTCIceServer(list(s.urls), s.username, s.credential) for s in config.ice_servers
-            ]
-        )
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         return {
@@ -107,7 +103,11 @@ class SessionManager:
         self._feed(camera)  # an unknown camera is the first thing to say
         _check(sdp, "offer")
         session = self._new_session(
-            camera, arg(args, "dialect", str, "whep"), _priority(args), self._owner(args)
+            await self._configuration(),
+            camera,
+            arg(args, "dialect", str, "whep"),
+            _priority(args),
+            self._owner(args),
         )
         pc = session.pc
         # Our transceiver first, H.264 preferred, so the offer's video section binds to it.
@@ -133,7 +133,11 @@ class SessionManager:
     async def request(self, args: dict[str, Any]) -> dict[str, Any]:
         keepalive = arg(args, "keepalive", bool, False)
         session = self._new_session(
-            arg(args, "camera", str), "camera-streamer", _priority(args), self._owner(args)
+            await self._configuration(),
+            arg(args, "camera", str),
+            "camera-streamer",
+            _priority(args),
+            self._owner(args),
         )
         pc = session.pc
         if keepalive:
@@ -231,7 +235,16 @@ class SessionManager:
         by_address = sum(1 for o in owners if address is not None and o.address == address)
         return by_token, by_address
 
-    def _new_session(self, camera: str, dialect: str, priority: str, owner: Owner) -> Session:
+    async def _configuration(self) -> RTCConfiguration:
+        """aiortc's ICE servers for a new peer connection, the TURN URL that answers first:
+        aiortc uses only the first. Awaited before the checks of :meth:`_owner` and
+        :meth:`_new_session` (it may probe for up to 1.5 s), so that no other offer slips
+        in between a check and the session it admits."""
+        return await rtc_configuration(self.config.ice_servers)
+
+    def _new_session(
+        self, ice: RTCConfiguration, camera: str, dialect: str, priority: str, owner: Owner
+    ) -> Session:
         feed = self._feed(camera)
         if not admitted(priority, self.admission.min_priority):
             raise RpcError(
@@ -246,9 +259,7 @@ class SessionManager:
             )
         feedback = Feedback(lambda reason: self._keyframe(camera, reason), self._bitrate)
         track = EncodedVideoTrack(feed, lambda reason: self._keyframe(camera, reason))
-        session = Session(
-            camera, dialect, RTCPeerConnection(self._ice), track, feedback, priority, owner
-        )
+        session = Session(camera, dialect, RTCPeerConnection(ice), track, feedback, priority, owner)
         self.sessions[session.id] = session
         feed.viewers += 1
         self._demand(camera)
