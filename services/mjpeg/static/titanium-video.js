@@ -6,24 +6,30 @@
 //   <script type="module" src="titanium-video.js"></script>
 //   <titanium-video camera="cam0" mode="auto"></titanium-video>
 //
-// Attributes: camera (id; the server's first camera when absent), quality (passed to the
-// server as ?quality=), src (base URL of the Titanium front door; default: this page's own
-// directory), mode (auto | webrtc | mjpeg), token (an access token, sent as a /t/TOKEN/ path
-// prefix on every request: WHEP players drop the query, and the session URL the server
-// answers keeps the prefix for the trickle PATCH and the DELETE).
+// Attributes: camera-id (or camera: the camera's id; the server's first camera when absent),
+// quality (passed to the server as ?quality=), src (base URL of the Titanium front door;
+// default: this page's own directory), mode (auto | webrtc | mjpeg), token (an access token,
+// sent as a /t/TOKEN/ path prefix on every request: WHEP players drop the query, and the
+// session URL the server answers keeps the prefix for the trickle PATCH and the DELETE),
+// ice-policy (all | relay: "relay" takes TURN only, to check a relay works).
+// Remote viewing (docs/mirage-protocol.md): mirage-server (the proxy's base URL) with device
+// and camera-id signals WHEP through ${mirage-server}/d/${device}/whep/${camera-id}?token=T.
+// The proxy carries no video, so there is no MJPEG fallback then.
 // For tests and tools: element.stats → {mode, state, framesDecoded, fps, bitrateKbps,
-// latencyMs, width, height, codec, error}, element.latencySamples (recent latencies in ms),
-// element.peerConnection (the live RTCPeerConnection in WebRTC mode), element.reconnect().
+// latencyMs, width, height, codec, route, error} (route: how the video arrives, {kind:
+// direct | nat | relay, local, remote, protocol, relayProtocol}, from the selected ICE
+// candidate pair), element.latencySamples (recent latencies in ms), element.peerConnection
+// (the live RTCPeerConnection in WebRTC mode), element.reconnect().
 //
 // Every URL is relative: nginx serves Titanium under prefixes such as /webcam/ that the page
 // cannot know.
 
 import { StripReader } from "./timecode.js";
-import { WhepError, WhepSession } from "./whep.js";
+import { inboundVideoStats, routeLabel, selectedRoute, WhepError, WhepSession } from "./whep.js";
 
 // Re-exported for tests and tools that import this one module.
 export { crc8, decodeStrip, stripSize } from "./timecode.js";
-export { parseLinkIceServers, sdpFragment } from "./whep.js";
+export { parseLinkIceServers, routeLabel, sdpFragment, selectedRoute } from "./whep.js";
 
 // ---- The element -------------------------------------------------------------------------
 
@@ -62,7 +68,17 @@ class Backoff {
 }
 
 export class TitaniumVideo extends HTMLElement {
-  static observedAttributes = ["camera", "quality", "src", "mode", "token"];
+  static observedAttributes = [
+    "camera",
+    "camera-id",
+    "quality",
+    "src",
+    "mode",
+    "token",
+    "mirage-server",
+    "device",
+    "ice-policy",
+  ];
 
   constructor() {
     super();
@@ -126,6 +142,41 @@ export class TitaniumVideo extends HTMLElement {
     return ["auto", "webrtc", "mjpeg"].includes(mode) ? mode : "auto";
   }
 
+  /** The camera's id: camera-id, the specification's name, or camera, the older one. */
+  get cameraId() {
+    return this.getAttribute("camera-id") || this.getAttribute("camera") || null;
+  }
+
+  /** The Mirage proxy's base URL, or null for the front door on the LAN. */
+  get mirageServer() {
+    return this.getAttribute("mirage-server") || null;
+  }
+
+  get icePolicy() {
+    return (this.getAttribute("ice-policy") || "").toLowerCase() === "relay" ? "relay" : "all";
+  }
+
+  /** Why the attributes cannot work through the proxy, or null. */
+  mirageProblem() {
+    if (!this.mirageServer) return null;
+    if (!this.getAttribute("device")) return "mirage-server is set but device is missing";
+    if (!this.cameraId) return "mirage-server is set but camera-id is missing";
+    return null;
+  }
+
+  /** The proxy's WHEP URL for this device and camera, the token as ?token=. */
+  mirageEndpoint() {
+    let base = this.mirageServer;
+    if (!base.endsWith("/")) base += "/";
+    const path = `d/${encodeURIComponent(this.getAttribute("device"))}/whep/${encodeURIComponent(this.cameraId)}`;
+    const url = new URL(path, new URL(base, document.baseURI));
+    const token = this.getAttribute("token");
+    if (token) url.searchParams.set("token", token);
+    const quality = this.getAttribute("quality");
+    if (quality) url.searchParams.set("quality", quality);
+    return url.href;
+  }
+
   endpoint(path, extra = {}) {
     // Default base: the page's own directory, so /webcam/ (or any prefix) carries over.
     let base = this.getAttribute("src") || ".";
@@ -133,7 +184,7 @@ export class TitaniumVideo extends HTMLElement {
     const token = this.getAttribute("token");
     if (token) path = `t/${encodeURIComponent(token)}/${path}`;
     const url = new URL(path, new URL(base, document.baseURI));
-    const camera = this.getAttribute("camera");
+    const camera = this.cameraId;
     if (camera) url.searchParams.set("camera", camera);
     const quality = this.getAttribute("quality");
     if (quality) url.searchParams.set("quality", quality);
@@ -142,7 +193,7 @@ export class TitaniumVideo extends HTMLElement {
   }
 
   log(msg, ...rest) {
-    console.info(`titanium-video[${this.getAttribute("camera") ?? "first"}]: ${msg}`, ...rest);
+    console.info(`titanium-video[${this.cameraId ?? "first"}]: ${msg}`, ...rest);
   }
 
   // -- control
@@ -150,11 +201,20 @@ export class TitaniumVideo extends HTMLElement {
   start() {
     const gen = ++this.generation;
     this.stats = this.emptyStats("connecting");
+    this.webrtcFailedOnce = false;
     this.lastTick = { at: performance.now(), frames: 0, bytes: null };
     this.recent = [];
     // getStats() of a connection closed meanwhile rejects: a skipped tick, not an error.
     this.every(1000, () => this.tick().catch((e) => this.log("stats tick failed", e)), gen);
-    if (this.mode !== "mjpeg" && typeof RTCPeerConnection === "function") {
+    if (this.mirageServer) {
+      // Through the proxy WebRTC is the only way: it relays signalling, never video.
+      const problem =
+        this.mirageProblem() ??
+        (typeof RTCPeerConnection !== "function" ? "this browser has no WebRTC" : null) ??
+        (this.mode === "mjpeg" ? "mode=mjpeg: the Mirage proxy carries no MJPEG" : null);
+      if (problem) return this.giveUp(problem);
+      this.tryWebRTC(gen);
+    } else if (this.mode !== "mjpeg" && typeof RTCPeerConnection === "function") {
       this.tryWebRTC(gen);
     } else {
       // Even with mode="webrtc", a browser without WebRTC gets a picture, not a black box.
@@ -187,10 +247,22 @@ export class TitaniumVideo extends HTMLElement {
     }, gen);
   }
 
+  /** Stop trying: what is wrong will not heal by itself (a new attribute restarts). */
+  giveUp(reason) {
+    this.log(reason);
+    this.stats.error = reason;
+    this.stats.state = "failed";
+    this.render();
+  }
+
   // -- WebRTC
 
   async tryWebRTC(gen) {
-    const session = new WhepSession(this.endpoint("whep"), {
+    const url = this.mirageServer ? this.mirageEndpoint() : this.endpoint("whep");
+    const session = new WhepSession(url, {
+      iceTransportPolicy: this.icePolicy,
+      // The proxy authenticates the PATCH and DELETE by ?token= too.
+      keepQuery: this.mirageServer ? ["token"] : [],
       onTrack: (stream) => {
         if (gen !== this.generation || this.session !== session) return;
         this.video.srcObject = stream;
@@ -242,12 +314,17 @@ export class TitaniumVideo extends HTMLElement {
 
   webrtcFailed(gen, error) {
     const reason = error?.message ?? String(error);
+    this.webrtcFailedOnce = true;
     this.closeSession();
     if (this.stats.mode === "webrtc") this.resetFigures("none");
     this.video.hidden = true;
     this.stats.error = reason;
     const unsupported = error instanceof WhepError && error.unsupported;
-    if (this.mode === "webrtc") {
+    // The proxy refused the token or the device: asking again gets the same answer.
+    if (this.mirageServer && error instanceof WhepError && [401, 403].includes(error.status)) {
+      return this.giveUp(reason);
+    }
+    if (this.mode === "webrtc" || this.mirageServer) {
       const delay = this.webrtcBackoff.next();
       this.log(`WebRTC failed (${reason}); retrying in ${Math.round(delay)} ms`);
       this.stats.state = "reconnecting";
@@ -375,6 +452,7 @@ export class TitaniumVideo extends HTMLElement {
       width: 0,
       height: 0,
       codec: null,
+      route: null,
       error: this.stats?.error ?? null,
     };
   }
@@ -439,8 +517,10 @@ export class TitaniumVideo extends HTMLElement {
     const dt = (now - this.lastTick.at) / 1000;
     if (s.mode === "webrtc" && this.session?.pc) {
       const gen = this.generation;
-      const inbound = await inboundVideoStats(this.session.pc);
+      const report = await this.session.pc.getStats();
+      const inbound = inboundVideoStats(report);
       if (gen !== this.generation || this.stats !== s || !inbound) return;
+      s.route = selectedRoute(report) ?? s.route;
       if (inbound.framesDecoded > s.framesDecoded) this.lastProgress = now;
       if (this.lastTick.frames !== null) {
         s.fps = round1((inbound.framesDecoded - this.lastTick.frames) / dt);
@@ -484,31 +564,21 @@ export class TitaniumVideo extends HTMLElement {
       parts.push(`${s.fps} fps`);
       if (s.bitrateKbps !== null) parts.push(formatRate(s.bitrateKbps));
       if (s.latencyMs !== null) parts.push(`${s.latencyMs} ms`);
+      if (s.mode === "webrtc" && s.route) parts.push(routeLabel(s.route));
       text = parts.join(" · ");
+    } else if (s.state === "failed") {
+      text = `${this.mirageServer ? "remote viewing: " : ""}${s.error}`;
+    } else if (s.state === "reconnecting") {
+      text = `reconnecting… ${s.error ?? ""}`;
     } else {
-      text = s.state === "reconnecting" ? `reconnecting… ${s.error ?? ""}` : "connecting…";
+      text = "connecting…";
+    }
+    if (this.mirageServer && s.mode !== "webrtc" && this.webrtcFailedOnce) {
+      text += " — WebRTC failed, and the Mirage proxy carries no video: no MJPEG fallback";
     }
     this.overlay.textContent = text;
     this.overlay.title = s.error ? `last error: ${s.error}` : "";
   }
-}
-
-/** The inbound video RTP figures of `pc`, with the codec name from its codec stats. */
-async function inboundVideoStats(pc) {
-  const report = await pc.getStats();
-  let inbound = null;
-  report.forEach((s) => {
-    if (s.type === "inbound-rtp" && (s.kind ?? s.mediaType) === "video") inbound = s;
-  });
-  if (!inbound) return null;
-  const codec = inbound.codecId ? report.get(inbound.codecId) : null;
-  return {
-    framesDecoded: inbound.framesDecoded ?? 0,
-    bytesReceived: inbound.bytesReceived ?? 0,
-    frameWidth: inbound.frameWidth,
-    frameHeight: inbound.frameHeight,
-    codec: codec?.mimeType?.replace(/^video\//i, "") ?? null,
-  };
 }
 
 function median(values) {

@@ -1,4 +1,7 @@
-// A WHEP client (PROTOCOLS.md "WHEP"): offer, 201 + Location, trickle PATCH, DELETE.
+// A WHEP client (PROTOCOLS.md "WHEP"): offer, 201 + Location, trickle PATCH, DELETE; and
+// what the viewer reads from its peer connection's getStats(): the inbound video figures and
+// the route the video takes (the selected ICE candidate pair).
+// (The front door serves only the modules listed in services/mjpeg/page.py.)
 
 
 /** A WHEP request answered with something other than 201. */
@@ -96,8 +99,10 @@ export function preferH264(transceiver) {
 
 /** One WHEP session: POST the offer, trickle candidates with PATCH, DELETE at the end. */
 export class WhepSession {
-  constructor(url, { onTrack, onFailed, log }) {
+  constructor(url, { onTrack, onFailed, log, iceTransportPolicy = "all", keepQuery = [] }) {
     this.url = url;
+    this.iceTransportPolicy = iceTransportPolicy;
+    this.keepQuery = keepQuery;
     this.onTrack = onTrack;
     this.onFailed = onFailed;
     this.log = log;
@@ -114,7 +119,10 @@ export class WhepSession {
 
   async start() {
     const iceServers = await this.iceServers();
-    const pc = (this.pc = new RTCPeerConnection({ iceServers }));
+    const pc = (this.pc = new RTCPeerConnection({
+      iceServers,
+      iceTransportPolicy: this.iceTransportPolicy,
+    }));
     const transceiver = pc.addTransceiver("video", { direction: "recvonly" });
     preferH264(transceiver);
     pc.ontrack = (e) => this.onTrack(e.streams[0] ?? new MediaStream([e.track]));
@@ -140,6 +148,14 @@ export class WhepSession {
     if (!sessionPath) throw new Error("WHEP 201 without a Location header");
     // Relative to the POST URL: the server cannot know the prefix nginx put in front of it.
     this.sessionUrl = new URL(sessionPath, res.url || this.url);
+    // The Mirage proxy authenticates every request by ?token=: a session URL that came back
+    // without it would have its PATCH and DELETE refused.
+    const asked = new URL(this.url).searchParams;
+    for (const name of this.keepQuery) {
+      if (asked.has(name) && !this.sessionUrl.searchParams.has(name)) {
+        this.sessionUrl.searchParams.set(name, asked.get(name));
+      }
+    }
     if (this.closed) return this.deleteSession(); // stopped while the POST was in flight
     // MediaMTX 1.0 sent "E-Tag"; the standard header is ETag.
     this.etag = res.headers.get("ETag") ?? res.headers.get("E-Tag");
@@ -235,4 +251,69 @@ export class WhepSession {
     fetch(this.sessionUrl, { method: "DELETE", keepalive: true }).catch(() => {});
     this.sessionUrl = null;
   }
+}
+
+// ---- getStats() ----------------------------------------------------------------------
+
+/** The inbound video RTP figures of a stats report, with the codec name from its codec stats. */
+export function inboundVideoStats(report) {
+  let inbound = null;
+  report.forEach((s) => {
+    if (s.type === "inbound-rtp" && (s.kind ?? s.mediaType) === "video") inbound = s;
+  });
+  if (!inbound) return null;
+  const codec = inbound.codecId ? report.get(inbound.codecId) : null;
+  return {
+    framesDecoded: inbound.framesDecoded ?? 0,
+    bytesReceived: inbound.bytesReceived ?? 0,
+    frameWidth: inbound.frameWidth,
+    frameHeight: inbound.frameHeight,
+    codec: codec?.mimeType?.replace(/^video\//i, "") ?? null,
+  };
+}
+
+/**
+ * How the video arrives, from the selected candidate pair of a stats report:
+ * {kind: 'direct'|'nat'|'relay', local, remote, protocol, relayProtocol}, or null before
+ * a pair is selected. local and remote are candidate types (host, srflx, prflx, relay);
+ * protocol is the local candidate's (for a relay: between the relay and the peer);
+ * relayProtocol is how this browser reaches its TURN server (udp, tcp or tls).
+ */
+export function selectedRoute(report) {
+  let pair = null;
+  report.forEach((s) => {
+    // The transport names its selected pair; Firefox instead flags the pair itself.
+    if (s.type === "transport" && s.selectedCandidatePairId) {
+      pair = report.get(s.selectedCandidatePairId) ?? pair;
+    }
+  });
+  if (!pair) {
+    report.forEach((s) => {
+      if (s.type === "candidate-pair" && s.selected) pair = s;
+    });
+  }
+  if (!pair) return null;
+  const local = report.get(pair.localCandidateId);
+  const remote = report.get(pair.remoteCandidateId);
+  if (!local || !remote) return null;
+  const types = [local.candidateType, remote.candidateType];
+  let kind = "direct";
+  if (types.includes("relay")) kind = "relay";
+  else if (types.includes("srflx") || types.includes("prflx")) kind = "nat";
+  return {
+    kind,
+    local: local.candidateType ?? null,
+    remote: remote.candidateType ?? null,
+    protocol: local.protocol ?? null,
+    relayProtocol: local.relayProtocol ?? null,
+  };
+}
+
+/** The overlay's words for a route. */
+export function routeLabel(route) {
+  if (!route) return "";
+  if (route.kind === "direct") return "direct";
+  if (route.kind === "nat") return "P2P through NAT";
+  // Only the side that allocated the relay knows the transport to its TURN server.
+  return route.relayProtocol ? `relayed (TURN over ${route.relayProtocol})` : "relayed (TURN)";
 }
