@@ -102,6 +102,12 @@ def config_check(path: str) -> None:
     cfg = _load(path)
     cams = ", ".join(f"{c.id} ({c.device} {c.resolution}@{c.fps})" for c in cfg.cameras)
     click.echo(f"{path}: OK — cameras: {cams}; http {cfg.http.listen}")
+    why_not = cfg.dial_out
+    if why_not is None:
+        link = cfg.mirage_link
+        click.echo(f"remote viewing: dials {link.url} as device {link.device_id}")
+    else:
+        click.echo(f"remote viewing: no dial-out ({why_not})")
 
 
 @config.command("show")
