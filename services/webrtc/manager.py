@@ -2,9 +2,11 @@
 
 Commands (request ``{id, cmd, args}`` → reply ``{id, ok, result | error}``, common/rpc.py):
 
-- ``offer`` ``{camera, sdp, dialect, priority?, token?, address?, streams?}`` →
-  ``{session, sdp}``: the viewer offers (WHEP, OctoPrint); the answer carries our gathered
-  candidates.
+- ``offer`` ``{camera, sdp, dialect, priority?, token?, address?, streams?, ice_servers?}``
+  → ``{session, sdp}``: the viewer offers (WHEP, OctoPrint); the answer carries our gathered
+  candidates. ``ice_servers`` ``[{urls, username?, credential?}]`` (the TURN credentials a
+  Mirage proxy minted for this viewer) go first, before the configured ones, for this
+  session's peer connection only; a bad shape is ``bad_args``.
 - ``request`` ``{camera, keepalive, priority?, token?, address?, streams?}`` →
   ``{session, sdp}``: we offer (camera-streamer).
 - ``priority`` is the viewer's (common/priority.py), ``medium`` by default: the governor's
@@ -63,6 +65,7 @@ log = logging.getLogger("titanium.webrtc")
 AIORTC_ERRORS = (InvalidAccessError, InvalidStateError, OperationError)  # say what is wrong
 DEMAND_PERIOD = 1.0
 HINT_WINDOW = 5.0
+ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
 class SessionManager:
@@ -106,8 +109,9 @@ class SessionManager:
         camera = arg(args, "camera", str)
         self._feed(camera)  # an unknown camera is the first thing to say
         _check(sdp, "offer")
+        ice = self._session_ice(args)
         session = self._new_session(
-            camera, arg(args, "dialect", str, "whep"), _priority(args), self._owner(args)
+            camera, arg(args, "dialect", str, "whep"), _priority(args), self._owner(args), ice
         )
         pc = session.pc
         # Our transceiver first, H.264 preferred, so the offer's video section binds to it.
@@ -231,7 +235,41 @@ class SessionManager:
         by_address = sum(1 for o in owners if address is not None and o.address == address)
         return by_token, by_address
 
-    def _new_session(self, camera: str, dialect: str, priority: str, owner: Owner) -> Session:
+    def _session_ice(self, args: dict[str, Any]) -> RTCConfiguration:
+        """The configured ICE servers, after the ``ice_servers`` of this offer if any: aiortc
+        takes the first TURN server it is given, and the minted one is this viewer's."""
+        extra = arg(args, "ice_servers", list, [])
+        if not extra:
+            return self._ice
+        servers = []
+        for i, server in enumerate(extra):
+            if not isinstance(server, dict):
+                server = {}
+            urls = server.get("urls")
+            urls = [urls] if isinstance(urls, str) else urls
+            user, cred = server.get("username"), server.get("credential")
+            if (
+                not isinstance(urls, list)
+                or not urls
+                or not all(isinstance(u, str) and u.startswith(ICE_SCHEMES) for u in urls)
+                or not all(v is None or isinstance(v, str) for v in (user, cred))
+            ):
+                raise RpcError(
+                    "bad_args",
+                    f"ice_servers[{i}]: expected {{urls: [stun:/turn:/turns: URL, ...], "
+                    "username?: string, credential?: string}",
+                )
+            servers.append(RTCIceServer(urls, user, cred))
+        return RTCConfiguration(iceServers=servers + list(self._ice.iceServers or []))
+
+    def _new_session(
+        self,
+        camera: str,
+        dialect: str,
+        priority: str,
+        owner: Owner,
+        ice: RTCConfiguration | None = None,
+    ) -> Session:
         feed = self._feed(camera)
         if not admitted(priority, self.admission.min_priority):
             raise RpcError(
@@ -247,7 +285,7 @@ class SessionManager:
         feedback = Feedback(lambda reason: self._keyframe(camera, reason), self._bitrate)
         track = EncodedVideoTrack(feed, lambda reason: self._keyframe(camera, reason))
         session = Session(
-            camera, dialect, RTCPeerConnection(self._ice), track, feedback, priority, owner
+            camera, dialect, RTCPeerConnection(ice or self._ice), track, feedback, priority, owner
         )
         self.sessions[session.id] = session
         feed.viewers += 1
