@@ -41,7 +41,7 @@ class Viewer:
 class Relay:
     def __init__(self, rpc: RpcClient, send: Send) -> None:
         self._rpc = rpc
-        self._send = send
+        self._send_ws = send
         self.viewers: dict[str, Viewer] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -64,12 +64,27 @@ class Relay:
         # candidates and closes of the others.
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            e = task.exception()
+            log.error("relaying failed: %s: %s", type(e).__name__, e)
+
+    async def _send(self, doc: dict[str, Any]) -> None:
+        try:
+            await self._send_ws(doc)
+        except ConnectionError:  # the connection went while we answered: the proxy forgot
+            log.info("proxy session %s: connection lost before %s", doc["session"], doc["type"])
 
     async def _offer(self, sid: str, doc: dict[str, Any]) -> None:
         camera, sdp, jti = doc.get("camera"), doc.get("sdp"), doc.get("token")
-        if not all(isinstance(v, str) for v in (camera, sdp, jti)) or sid in self.viewers:
+        if not all(isinstance(v, str) for v in (camera, sdp, jti)):
             await self._error(sid, "bad_args", "an offer needs camera, sdp and token strings")
+            return
+        if sid in self.viewers:
+            await self._error(sid, "bad_args", f"session {sid!r} already has an offer")
             return
         viewer = Viewer(f"mirage:{jti}")
         self.viewers[sid] = viewer

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import time
 import urllib.request
@@ -22,12 +23,11 @@ from tests.stack import Child, terminate
 class Proxy:
     """A `mirage serve` that can be killed and started again on the same port."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, **extra: Any) -> None:
         self.port = free_port()
         self.config = tmp / "proxy.json"
-        self.config.write_text(
-            json.dumps({"listen": f"127.0.0.1:{self.port}", "state_dir": str(tmp / "proxy")})
-        )
+        doc = {"listen": f"127.0.0.1:{self.port}", "state_dir": str(tmp / "proxy"), **extra}
+        self.config.write_text(json.dumps(doc))
         self.child: Child | None = None
 
     def ctl(self, *args: str) -> str:
@@ -59,8 +59,11 @@ class Proxy:
                 time.sleep(0.05)
 
     def health(self) -> dict[str, Any]:
-        url = f"http://127.0.0.1:{self.port}/health"
-        with urllib.request.urlopen(url, timeout=2) as r:
+        tls = json.loads(self.config.read_text()).get("tls")
+        scheme = "https" if tls else "http"
+        trust = ssl.create_default_context(cafile=tls["cert"]) if tls else None
+        url = f"{scheme}://127.0.0.1:{self.port}/health"
+        with urllib.request.urlopen(url, timeout=2, context=trust) as r:
             doc: dict[str, Any] = json.load(r)
         return doc
 
@@ -89,12 +92,15 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
     p.stop()
 
 
-def dialling(make_stack: Callable[..., Stack], proxy: Proxy, device: dict[str, str]) -> Stack:
+def dialling(
+    make_stack: Callable[..., Stack], server: Proxy, device: dict[str, str], **link: Any
+) -> Stack:
     return make_stack(
         mirage={
             "titanium_streams": {"enabled": True},
-            "proxy": f"ws://127.0.0.1:{proxy.port}",
+            "proxy": f"ws://127.0.0.1:{server.port}",
             "device": device,
+            **link,
         }
     )
 
@@ -161,3 +167,38 @@ def test_config_check_says_where_it_dials(tmp_path: Path) -> None:
     assert "mirage.device has no id and secret" in check(
         {"titanium_streams": on, "proxy": "m.example"}
     )
+
+
+def test_wss_verifies_the_proxy_certificate_against_ca_file(
+    tmp_path: Path, make_stack: Callable[..., Stack]
+) -> None:
+    """Pins: to a TLS proxy the printer dials wss:// and verifies the certificate: with
+    `mirage.ca_file` naming the proxy's (self-signed) certificate it is welcomed; with the
+    system CAs only it is not, and /status says the certificate failed."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+    proxy = Proxy(tmp_path, tls={"cert": str(cert), "key": str(key)})
+    try:
+        device_id, secret = proxy.add()
+        proxy.start()
+        device = {"id": device_id, "secret": secret}
+        url = f"wss://127.0.0.1:{proxy.port}"
+        dialling(make_stack, proxy, device, proxy=url, ca_file=str(cert))
+        proxy.wait_online(device_id, 15)
+        untrusting = dialling(make_stack, proxy, device, proxy=url)
+        untrusting.wait_for(
+            lambda d: "certificate verify failed" in d["services"]["mirage"].get("detail", ""),
+            15,
+        )
+        assert proxy.health()["devices"] == [device_id]
+    finally:
+        proxy.stop()
