@@ -83,7 +83,8 @@ def status(config_path: str | None, as_json: bool) -> None:
             f"{cam['frames_dropped']} dropped, {state}"
         )
     for name, svc in doc["services"].items():
-        click.echo(f"service {name}: {svc['state']} (pid {svc['pid']}, up {svc['uptime']} s)")
+        line = f"service {name}: {svc['state']} (pid {svc['pid']}, up {svc['uptime']} s)"
+        click.echo(line + (f", {svc['detail']}" if svc.get("detail") else ""))
     from titanium.remote import governor_lines
 
     for line in governor_lines(doc.get("governor") or {"error": "not in /status"}):

@@ -121,6 +121,13 @@ def test_device_comes_online_and_is_back_within_5s_of_a_proxy_restart(
     stack = dialling(make_stack, proxy, {"id": device_id, "secret": secret})
     proxy.wait_online(device_id, 15)
     stack.wait_for(lambda d: "connected to" in d["services"]["mirage"].get("detail", ""), 5)
+    shown = subprocess.run(
+        [TITANIUMCTL, "status", "--config", str(stack.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    ).stdout
+    assert "service mirage: running" in shown and "connected to ws://127.0.0.1:" in shown, shown
     proxy.kill()
     stack.wait_for(lambda d: "not connected" in d["services"]["mirage"].get("detail", ""), 10)
     spawned = time.monotonic()
