@@ -23,7 +23,6 @@ from titanium.services.mirage.relay import Relay
 log = logging.getLogger("titanium.mirage")
 
 MAX_MSG = 64 * 1024
-WELCOME_TIMEOUT = 10.0
 CONNECT_TIMEOUT = 10.0
 # The proxy pings every 15 s; our own pings find a proxy that vanished without a close
 # (a NAT that dropped the mapping), where TCP alone would wait for minutes.
@@ -63,8 +62,14 @@ class Backoff:
 
 
 class Link:
-    def __init__(self, config: Config, rpc: RpcClient) -> None:
+    """``connect_timeout`` bounds the dial up to the welcome: a proxy that takes the TCP
+    connection and then says nothing (overloaded, or not a proxy) must not hold the link."""
+
+    def __init__(
+        self, config: Config, rpc: RpcClient, connect_timeout: float = CONNECT_TIMEOUT
+    ) -> None:
         self._link = config.mirage_link
+        self._timeout = connect_timeout
         self._cameras = [c.id for c in config.cameras]
         self._rpc = rpc
         self._ssl: ssl.SSLContext | None = None
@@ -72,6 +77,8 @@ class Link:
             self._ssl = ssl.create_default_context(cafile=self._link.ca_file or None)
         self.connected_since: float | None = None  # wall clock
         self.last_error = ""
+        self.attempts = 0  # dials that ended
+        self._welcomed: float | None = None  # monotonic
         self.backoff = Backoff()
 
     def describe(self) -> str:
@@ -83,13 +90,13 @@ class Link:
 
     async def run(self) -> None:
         log.info("dialling %s as device %s", self._link.url, self._link.device_id)
-        async with aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT)
-        ) as http:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)) as http:
             while True:
-                started = time.monotonic()
                 code = await self._once(http)
-                lasted = time.monotonic() - started
+                # How long it was welcomed: a dial that took long to fail is no steady link.
+                welcomed, self._welcomed = self._welcomed, None
+                lasted = time.monotonic() - welcomed if welcomed is not None else 0.0
+                self.attempts += 1
                 wait = self.backoff.next(lasted, refused=code in REFUSED)
                 log.info("re-dialling in %.1f s", wait)
                 await asyncio.sleep(wait)
@@ -97,14 +104,20 @@ class Link:
     async def _once(self, http: aiohttp.ClientSession) -> int | None:
         """One connection, from dial to loss; its close code (None without one)."""
         try:
-            ws = await http.ws_connect(
-                self._link.url,
-                ssl=self._ssl if self._ssl is not None else True,
-                heartbeat=PING,
-                max_msg_size=MAX_MSG,
-                autoping=True,
+            ws = await asyncio.wait_for(
+                http.ws_connect(
+                    self._link.url,
+                    ssl=self._ssl if self._ssl is not None else True,
+                    heartbeat=PING,
+                    max_msg_size=MAX_MSG,
+                    autoping=True,
+                ),
+                self._timeout,
             )
-        except (aiohttp.ClientError, OSError, TimeoutError) as e:
+        except TimeoutError:
+            self._lost(f"no WebSocket handshake within {self._timeout:g} s")
+            return None
+        except (aiohttp.ClientError, OSError) as e:
             self._lost(f"cannot connect: {_reason(e)}")
             return None
         async with ws:
@@ -118,13 +131,14 @@ class Link:
                 }
             )
             try:
-                msg = await ws.receive(timeout=WELCOME_TIMEOUT)
+                msg = await ws.receive(timeout=self._timeout)
             except TimeoutError:
-                self._lost(f"no welcome within {WELCOME_TIMEOUT:g} s")
+                self._lost(f"no welcome within {self._timeout:g} s")
                 return None
             if msg.type != aiohttp.WSMsgType.TEXT or _type(msg.data) != "welcome":
                 return self._closed(ws, msg)
             self.connected_since = time.time()
+            self._welcomed = time.monotonic()
             self.last_error = ""
             log.info("online at %s as device %s", self._link.url, self._link.device_id)
             relay = Relay(self._rpc, ws.send_json)
