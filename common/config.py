@@ -15,7 +15,12 @@ Shape (every key optional; the defaults below are the only place defaults live):
         "governor": {"printer_cpus": [3], "cpu_high": 60, "calm_time": 30, …},
         "runtime_dir": "/run/titanium"},
      "mirage": {"titanium_streams": {"enabled": false, "signaling_port": 8443,
-                                     "stun_servers": [], "turn_servers": []}}}
+                                     "stun_servers": [], "turn_servers": []},
+                "proxy": "", "device": {"id": "", "secret": ""}, "plain_ws": false,
+                "ca_file": ""}}
+
+The printer's link to a proxy (``proxy``, ``device``, ``plain_ws``, ``ca_file``) is in
+mirageconfig.py.
 
 The specification's own example (shared/spec/config-example.json) is accepted as written.
 The governor section lives in govconfig.py (its fields and defaults are listed there).
@@ -41,6 +46,7 @@ from titanium.common.govconfig import (
     parse_governor,
     rung_spec,
 )
+from titanium.common.mirageconfig import MirageLink, link_to_json, parse_link, take_mirage
 from titanium.common.priority import PRIORITIES
 
 __all__ = ["Config", "ConfigError", "load_config", "parse_config"]
@@ -172,7 +178,20 @@ class Config:
     runtime_dir: Path
     mirage: MirageConfig
     state_dir: Path
+    mirage_link: MirageLink
     source: str = field(default="defaults", compare=False)
+
+    @property
+    def dial_out(self) -> str | None:
+        """None when the printer dials its Mirage proxy, else why it does not."""
+        link = self.mirage_link
+        if not self.mirage.enabled:
+            return "mirage.titanium_streams.enabled is false"
+        if not link.proxy:
+            return "mirage.titanium_streams.enabled is true but mirage.proxy is not set"
+        if not (link.device_id and link.secret):
+            return "mirage.proxy is set but mirage.device has no id and secret"
+        return None
 
     @property
     def ice_servers(self) -> tuple[IceServer, ...]:
@@ -443,7 +462,6 @@ MIRAGE_FIELDS = (
         dump=lambda servers: [dump_fields(s, TURN_FIELDS) for s in servers],
     ),
 )
-STREAMS = Field("titanium_streams", dict, {}, "stream settings for remote viewers", None)
 TITANIUM_FIELDS = (
     Field("enabled", bool, True, "false: Titanium starts no service", None),
     Field("cameras", list, [{}], "the cameras to stream", None),
@@ -512,7 +530,10 @@ def parse_config(
                 f"a CPU not in titanium.governor.printer_cpus {list(governor.printer_cpus)}",
                 cam.cpu,
             )
-    streams = take_fields(top["mirage"], "mirage", (STREAMS,))["titanium_streams"]
+    block = take_mirage(top["mirage"])
+    mirage = MirageConfig(
+        **take_fields(block["titanium_streams"], "mirage.titanium_streams", MIRAGE_FIELDS)
+    )
     return Config(
         enabled=section["enabled"],
         cameras=cameras,
@@ -525,8 +546,9 @@ def parse_config(
         runtime_dir=(
             Path(section["runtime_dir"]) if section["runtime_dir"] else default_runtime_dir()
         ),
-        mirage=MirageConfig(**take_fields(streams, "mirage.titanium_streams", MIRAGE_FIELDS)),
+        mirage=mirage,
         state_dir=Path(section["state_dir"]) if section["state_dir"] else default_state_dir(),
+        mirage_link=parse_link(block, mirage.signaling_port),
         source=source,
     )
 
@@ -555,5 +577,8 @@ def config_to_json(config: Config) -> dict[str, Any]:
             "runtime_dir": str(config.runtime_dir),
             "state_dir": str(config.state_dir),
         },
-        "mirage": {"titanium_streams": dump_fields(config.mirage, MIRAGE_FIELDS)},
+        "mirage": {
+            "titanium_streams": dump_fields(config.mirage, MIRAGE_FIELDS),
+            **link_to_json(config.mirage_link),
+        },
     }

@@ -46,6 +46,10 @@ class Endpoints:
         """ROUTER of the WebRTC service: signalling relayed by the HTTP front door."""
         return self._ipc("webrtc.rpc")
 
+    def mirage_pub(self) -> str:
+        """PUB of the Mirage dial-out service: heartbeats with its link state."""
+        return self._ipc("mirage.pub")
+
     def mjpeg_pub(self) -> str:
         """PUB of the HTTP front door: ViewerCount, heartbeats."""
         return self._ipc("mjpeg.pub")

@@ -83,7 +83,8 @@ def status(config_path: str | None, as_json: bool) -> None:
             f"{cam['frames_dropped']} dropped, {state}"
         )
     for name, svc in doc["services"].items():
-        click.echo(f"service {name}: {svc['state']} (pid {svc['pid']}, up {svc['uptime']} s)")
+        line = f"service {name}: {svc['state']} (pid {svc['pid']}, up {svc['uptime']} s)"
+        click.echo(line + (f", {svc['detail']}" if svc.get("detail") else ""))
     from titanium.remote import governor_lines
 
     for line in governor_lines(doc.get("governor") or {"error": "not in /status"}):
@@ -113,6 +114,12 @@ def config_check(path: str) -> None:
             click.echo(f"TURN: none of the configured URLs answered: {why}")
         else:
             click.echo(f"TURN: {url} will be used ({why})")
+    why_not = cfg.dial_out
+    if why_not is None:
+        link = cfg.mirage_link
+        click.echo(f"remote viewing: dials {link.url} as device {link.device_id}")
+    else:
+        click.echo(f"remote viewing: no dial-out ({why_not})")
 
 
 @config.command("show")

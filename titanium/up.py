@@ -138,6 +138,7 @@ def run_up(config: Config) -> int:
         TITANIUM_CONFIG=str(resolved),
         TITANIUM_RUNTIME_DIR=str(config.runtime_dir),
         TITANIUM_CAMERAS=str(len(config.cameras)),
+        TITANIUM_MIRAGE="1" if config.dial_out is None else "0",
         PYTHONUNBUFFERED="1",
     )
     proc = subprocess.Popen(

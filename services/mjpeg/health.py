@@ -37,7 +37,7 @@ class Health:
         self.encoders: dict[str, EncoderStatus] = {}
         endpoints = Endpoints(config.runtime_dir)
         self._socket = endpoints.supervisor_socket
-        heard = [endpoints.webrtc_pub(), endpoints.governor_pub()]
+        heard = [endpoints.webrtc_pub(), endpoints.governor_pub(), endpoints.mirage_pub()]
         heard += [endpoints.encoder_pub(cam.id) for cam in config.cameras]
         self.sub = Subscriber(ctx, heard, (Heartbeat, EncoderStatus))
 
@@ -108,6 +108,8 @@ class Health:
                     last_seen_s=round(now - at, 2),
                     bus={"missed": beat.missed, "bad": beat.bad},  # what it lost on the bus
                 )
+                if beat.detail:  # e.g. the Mirage link: connected since …, or its last error
+                    entry["detail"] = beat.detail
             elif state == "running":
                 entry["state"] = "starting"  # up, but not talking yet
                 entry["pid"] = pids.get(name)

@@ -2,9 +2,11 @@
 
 Commands (request ``{id, cmd, args}`` → reply ``{id, ok, result | error}``, common/rpc.py):
 
-- ``offer`` ``{camera, sdp, dialect, priority?, token?, address?, streams?}`` →
-  ``{session, sdp}``: the viewer offers (WHEP, OctoPrint); the answer carries our gathered
-  candidates.
+- ``offer`` ``{camera, sdp, dialect, priority?, token?, address?, streams?, ice_servers?}``
+  → ``{session, sdp}``: the viewer offers (WHEP, OctoPrint); the answer carries our gathered
+  candidates. ``ice_servers`` ``[{urls, username?, credential?}]`` (the TURN credentials a
+  Mirage proxy minted for this viewer) go first, before the configured ones, for this
+  session's peer connection only; a bad shape is ``bad_args``.
 - ``request`` ``{camera, keepalive, priority?, token?, address?, streams?}`` →
   ``{session, sdp}``: we offer (camera-streamer).
 - ``priority`` is the viewer's (common/priority.py), ``medium`` by default: the governor's
@@ -32,13 +34,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 
-from titanium.common.config import Config
+from titanium.common.config import Config, IceServer
 from titanium.common.messages import (
     BitrateHint,
     KeyframeRequest,
@@ -64,6 +66,7 @@ log = logging.getLogger("titanium.webrtc")
 AIORTC_ERRORS = (InvalidAccessError, InvalidStateError, OperationError)  # say what is wrong
 DEMAND_PERIOD = 1.0
 HINT_WINDOW = 5.0
+ICE_SCHEMES = ("stun:", "stuns:", "turn:", "turns:")
 
 
 class SessionManager:
@@ -102,8 +105,9 @@ class SessionManager:
         camera = arg(args, "camera", str)
         self._feed(camera)  # an unknown camera is the first thing to say
         _check(sdp, "offer")
+        extra = self._session_ice(args)
         session = self._new_session(
-            await self._configuration(),
+            await self._configuration(extra),
             camera,
             arg(args, "dialect", str, "whep"),
             _priority(args),
@@ -235,12 +239,36 @@ class SessionManager:
         by_address = sum(1 for o in owners if address is not None and o.address == address)
         return by_token, by_address
 
-    async def _configuration(self) -> RTCConfiguration:
-        """aiortc's ICE servers for a new peer connection, the TURN URL that answers first:
-        aiortc uses only the first. Awaited before the checks of :meth:`_owner` and
-        :meth:`_new_session` (it may probe for up to 1.5 s), so that no other offer slips
-        in between a check and the session it admits."""
-        return await rtc_configuration(self.config.ice_servers)
+    async def _configuration(self, extra: Sequence[IceServer] = ()) -> RTCConfiguration:
+        """aiortc's ICE servers for a new peer connection: this offer's own (the TURN
+        credentials the Mirage proxy minted for this viewer) before the configured ones,
+        the TURN URL that answers first, since aiortc uses only the first. Awaited before
+        the checks of :meth:`_owner` and :meth:`_new_session` (it may probe for up to
+        1.5 s), so that no other offer slips in between a check and the session it admits."""
+        return await rtc_configuration([*extra, *self.config.ice_servers])
+
+    def _session_ice(self, args: dict[str, Any]) -> list[IceServer]:
+        """The ``ice_servers`` of this offer, checked."""
+        servers = []
+        for i, server in enumerate(arg(args, "ice_servers", list, [])):
+            if not isinstance(server, dict):
+                server = {}
+            urls = server.get("urls")
+            urls = [urls] if isinstance(urls, str) else urls
+            user, cred = server.get("username"), server.get("credential")
+            if (
+                not isinstance(urls, list)
+                or not urls
+                or not all(isinstance(u, str) and u.startswith(ICE_SCHEMES) for u in urls)
+                or not all(v is None or isinstance(v, str) for v in (user, cred))
+            ):
+                raise RpcError(
+                    "bad_args",
+                    f"ice_servers[{i}]: expected {{urls: [stun:/turn:/turns: URL, ...], "
+                    "username?: string, credential?: string}",
+                )
+            servers.append(IceServer(tuple(urls), user, cred))
+        return servers
 
     def _new_session(
         self, ice: RTCConfiguration, camera: str, dialect: str, priority: str, owner: Owner
