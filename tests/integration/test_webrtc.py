@@ -23,14 +23,23 @@ def run(coro: Any, timeout: float = 90) -> Any:
 
 def test_whep_viewer_decodes_h264_packed_never_reencoded(make_stack: Callable[..., Stack]) -> None:
     stack = make_stack(VGA)
-    got: Received = run(whep_view(stack.base, 6.0, timecode=True))
+
+    async def view_and_ask() -> tuple[Received, dict[str, Any]]:
+        # /status is read while the viewer watches: once it leaves, the encoder goes idle
+        # and names no backend (which made this test fail whenever the read came late).
+        viewing = asyncio.ensure_future(whep_view(stack.base, 6.0, timecode=True))
+        await asyncio.sleep(4.0)
+        status = await asyncio.to_thread(stack.status)
+        return await viewing, status
+
+    got, status = run(view_and_ask())
     assert got.codec == "video/H264"
     assert got.frames >= 60, got.frames
     assert (got.width, got.height) == (640, 480)
     assert got.latencies_ms, "no frame carried a readable timecode"
-    status = stack.status()
     assert status["webrtc"]["aiortc_encodes"] == 0
     assert status["cameras"]["cam0"]["encoder"]["backend"] == "libx264"
+    assert stack.status()["webrtc"]["aiortc_encodes"] == 0
 
 
 def test_camera_streamer_viewer_decodes(make_stack: Callable[..., Stack]) -> None:
