@@ -155,6 +155,9 @@ class Link:
                     await relay.handle(doc)
             finally:
                 watcher.cancel()
+                if ws.close_code == CLOSE_REMOVED:
+                    # A lost link keeps its flowing video; a removed device must not.
+                    await relay.close_all()
                 relay.close()
             return self._closed(ws, None)
 

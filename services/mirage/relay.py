@@ -176,6 +176,12 @@ class Relay:
                         {"type": "closed", "session": sid, "reason": "the peer connection ended"}
                     )
 
+    async def close_all(self) -> None:
+        """Close the peer connection of every answered session (the device was removed).
+        An offer still being answered goes with the link: its viewer got a 503, so that
+        peer never connects and the webrtc service ends it by itself."""
+        await asyncio.gather(*(self._close(sid) for sid in list(self.viewers)))
+
     def close(self) -> None:
         for task in self._tasks:
             task.cancel()

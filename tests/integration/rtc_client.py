@@ -135,11 +135,15 @@ async def camera_streamer_view(base: str, seconds: float) -> Received:
 
 class HeldPeer:
     """A WHEP viewer that stays connected, in its own thread and loop, until the server
-    ends the session: ``ended`` is set when its connection closes or its track ends."""
+    ends the session: ``ended`` is set when its connection closes or its track ends.
+    ``url`` is the WHEP endpoint when it is not ``base``/whep (the Mirage proxy's);
+    ``last_frame`` is when the latest frame arrived (monotonic)."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, url: str | None = None) -> None:
         self.base = base
+        self.url = url or f"{base}/whep"
         self.frames = 0
+        self.last_frame = 0.0
         self.state = "new"
         self.error = ""
         self.playing = threading.Event()
@@ -167,7 +171,7 @@ class HeldPeer:
             headers = {"Content-Type": "application/sdp"}
             async with (
                 aiohttp.ClientSession() as http,
-                http.post(f"{self.base}/whep", data=pc.localDescription.sdp, headers=headers) as r,
+                http.post(self.url, data=pc.localDescription.sdp, headers=headers) as r,
             ):
                 assert r.status == 201, await r.text()
                 answer = await r.text()
@@ -176,6 +180,7 @@ class HeldPeer:
             while True:
                 await track.recv()
                 self.frames += 1
+                self.last_frame = time.monotonic()
                 self.playing.set()
         except MediaStreamError:
             pass
