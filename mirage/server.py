@@ -14,6 +14,8 @@ between the two is mirage/hub.py; the wire protocol is docs/mirage-protocol.md.
 - 4403 — "device removed": ``titaniumctl mirage remove-device`` ran while it was connected
 - 4409 — the same device connected again; the newer connection wins
 - 4429 — the device sent more messages than ``limits.device_messages_rate`` allows
+
+``/admin/…``: the admin API (mirage/admin.py), only with ``admin_key`` in the config.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from titanium.common.tokens import Tokens
-from titanium.mirage import whep
+from titanium.mirage import admin, whep
 from titanium.mirage.config import ProxyConfig
 from titanium.mirage.devices import Devices
 from titanium.mirage.hub import MAX_MSG, Hub, Link
@@ -207,7 +209,7 @@ def make_app(config: ProxyConfig) -> web.Application:
     app = web.Application(client_max_size=whep.MAX_BODY, middlewares=[whep.cors])
     hub = Hub(config.signal_timeout)
     tokens = Tokens(config.state_dir)
-    app[DEVICES_KEY] = Devices(config.state_dir)
+    devices = app[DEVICES_KEY] = Devices(config.state_dir)
     app[HUB_KEY] = hub
     app[TOKENS_KEY] = tokens
     limits = ProxyLimiter(config.limits, config.trusted_proxies)
@@ -215,7 +217,8 @@ def make_app(config: ProxyConfig) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/device", device_ws)
     whep.add_routes(app)
-
+    if config.admin_key is not None:
+        admin.add_routes(app, admin.Admin(config.admin_key, tokens, devices, hub, limits))
     app.cleanup_ctx.append(_removals_ctx)
     return app
 

@@ -75,12 +75,15 @@ async def cors(
         response = web.Response(
             status=exc.status, text=exc.text or exc.reason, content_type="text/plain"
         )
-        response.headers.update({k: v for k, v in exc.headers.items() if k == "Retry-After"})
+        kept = ("Retry-After", "WWW-Authenticate")
+        response.headers.update({k: v for k, v in exc.headers.items() if k in kept})
     except Exception:
         # Logged here; the client gets a status and no exception's name or message.
         log.exception("%s %s failed", request.method, request.path)
         response = web.Response(status=500, text="internal error", content_type="text/plain")
-    if not response.prepared:  # a device's WebSocket has sent its headers already
+    # Not once a device's WebSocket has sent its headers; not on /admin, which is for
+    # Hydrogen and scripts: no page should reach it.
+    if not response.prepared and not request.path.startswith("/admin"):
         response.headers.update(CORS)
     return response
 
