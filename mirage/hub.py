@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,7 @@ class Session:
     link: Link
     camera: str
     token: str  # the jti of the token that opened it
+    expires: float = math.inf  # the token's expiry (Unix time): the session ends with it
 
 
 class Hub:
@@ -71,6 +73,7 @@ class Hub:
         token: str,
         address: str,
         ice: list[dict[str, Any]],
+        expires: float = math.inf,
     ) -> tuple[Session, str]:
         """Forward a viewer's offer as session ``sid``; the new session and the printer's
         answer, or SignalError."""
@@ -116,7 +119,7 @@ class Hub:
             raise SignalError(502, f"the printer's answer is malformed: {e}") from None
         if self.online.get(link.device) is not link:
             raise SignalError(503, "the device is not connected")
-        session = Session(sid, link, camera, token)
+        session = Session(sid, link, camera, token, expires)
         self.sessions[sid] = session
         return session, answer
 
@@ -129,6 +132,19 @@ class Hub:
         for session in [s for s in self.sessions.values() if s.token in token_ids]:
             log.info("token %s revoked: closing session %s", session.token, session.id)
             await self.close(session)
+
+    async def expired(self, now: float) -> None:
+        for session in [s for s in self.sessions.values() if s.expires <= now]:
+            log.info("token %s expired: closing session %s", session.token, session.id)
+            await self.close(session)
+
+    def count(self, token: str, device: str) -> tuple[int, int]:
+        """Sessions open with this token and on this device."""
+        sessions = self.sessions.values()
+        return (
+            sum(1 for s in sessions if s.token == token),
+            sum(1 for s in sessions if s.link.device == device),
+        )
 
     # -- devices ------------------------------------------------------------------------
 

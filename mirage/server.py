@@ -13,6 +13,9 @@ between the two is mirage/hub.py; the wire protocol is docs/mirage-protocol.md.
 - 4401 — unknown device id or wrong secret ("bad device credentials": which one is not said)
 - 4403 — "device removed": ``titaniumctl mirage remove-device`` ran while it was connected
 - 4409 — the same device connected again; the newer connection wins
+- 4429 — the device sent more messages than ``limits.device_messages_rate`` allows
+
+``/admin/…``: the admin API (mirage/admin.py), only with ``admin_key`` in the config.
 """
 
 from __future__ import annotations
@@ -22,15 +25,17 @@ import json
 import logging
 import signal
 import ssl
+import time
 from typing import Any
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from titanium.common.tokens import Tokens
-from titanium.mirage import whep
+from titanium.mirage import admin, whep
 from titanium.mirage.config import ProxyConfig
 from titanium.mirage.devices import Devices
 from titanium.mirage.hub import MAX_MSG, Hub, Link
+from titanium.mirage.limits import ProxyLimiter
 
 log = logging.getLogger("mirage")
 
@@ -45,6 +50,7 @@ CLOSE_BAD_HELLO = 4400
 CLOSE_BAD_CREDENTIALS = 4401
 CLOSE_REMOVED = 4403
 CLOSE_REPLACED = 4409
+CLOSE_FLOOD = 4429
 
 DEVICES_KEY = web.AppKey("devices", Devices)
 HUB_KEY = web.AppKey("hub", Hub)
@@ -128,9 +134,15 @@ async def device_ws(request: web.Request) -> web.WebSocketResponse:
         ",".join(cameras) or "none",
     )
     await ws.send_json({"type": "welcome"})
+    limits = request.app[whep.VIEWERS_KEY].limits
     try:
         async for msg in ws:
             if msg.type == WSMsgType.ERROR:
+                break
+            flood = limits.device_message(device.id)
+            if flood is not None:
+                log.info("device %s closed: %s", device.id, flood)
+                await _close(ws, CLOSE_FLOOD, flood)
                 break
             if msg.type == WSMsgType.TEXT:
                 await hub.receive(link, msg.data)
@@ -164,8 +176,8 @@ async def _watch_removals(app: web.Application) -> None:
 
 
 async def _watch_revocations(app: web.Application) -> None:
-    """Revocations by ``titaniumctl mirage revoke`` (another process) end live sessions;
-    refreshing also keeps verify()'s cached revoked set current for new requests."""
+    """Revocations by ``titaniumctl mirage revoke`` (another process) and expiries end live
+    sessions; refreshing also keeps verify()'s cached revoked set current for new requests."""
     tokens, hub = app[TOKENS_KEY], app[HUB_KEY]
     loop = asyncio.get_running_loop()
     while True:
@@ -177,6 +189,8 @@ async def _watch_revocations(app: web.Application) -> None:
             continue
         if revoked:
             await hub.revoked(revoked)
+        # A token's expiry is inside it, not in the database: its sessions are ended here.
+        await hub.expired(time.time())
 
 
 async def _removals_ctx(app: web.Application) -> Any:
@@ -195,13 +209,16 @@ def make_app(config: ProxyConfig) -> web.Application:
     app = web.Application(client_max_size=whep.MAX_BODY, middlewares=[whep.cors])
     hub = Hub(config.signal_timeout)
     tokens = Tokens(config.state_dir)
-    app[DEVICES_KEY] = Devices(config.state_dir)
+    devices = app[DEVICES_KEY] = Devices(config.state_dir)
     app[HUB_KEY] = hub
     app[TOKENS_KEY] = tokens
-    app[whep.VIEWERS_KEY] = whep.Viewers(hub, tokens, config.turn)
+    limits = ProxyLimiter(config.limits, config.trusted_proxies)
+    app[whep.VIEWERS_KEY] = whep.Viewers(hub, tokens, config.turn, limits)
     app.router.add_get("/health", health)
     app.router.add_get("/device", device_ws)
     whep.add_routes(app)
+    if config.admin_key is not None:
+        admin.add_routes(app, admin.Admin(config.admin_key, tokens, devices, hub, limits))
     app.cleanup_ctx.append(_removals_ctx)
     return app
 

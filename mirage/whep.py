@@ -10,15 +10,17 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
 from titanium.common.tokens import Grant, TokenError, Tokens
-from titanium.mirage.config import TurnConfig
+from titanium.mirage.config import ProxyLimits, TurnConfig
 from titanium.mirage.hub import Hub, Link, Session, SignalError
+from titanium.mirage.limits import LimitError, ProxyLimiter
 from titanium.mirage.turn import ice_servers
 from titanium.services.mjpeg.sdpfrag import parse_sdpfrag
 from titanium.services.webrtc.checks import candidate_problem, check_sdp
@@ -51,6 +53,7 @@ class Viewers:
     hub: Hub
     tokens: Tokens
     turn: TurnConfig | None
+    limits: ProxyLimiter = field(default_factory=lambda: ProxyLimiter(ProxyLimits()))
 
 
 VIEWERS_KEY = web.AppKey("viewers", Viewers)
@@ -72,12 +75,15 @@ async def cors(
         response = web.Response(
             status=exc.status, text=exc.text or exc.reason, content_type="text/plain"
         )
-        response.headers.update({k: v for k, v in exc.headers.items() if k == "Retry-After"})
+        kept = ("Retry-After", "WWW-Authenticate")
+        response.headers.update({k: v for k, v in exc.headers.items() if k in kept})
     except Exception:
         # Logged here; the client gets a status and no exception's name or message.
         log.exception("%s %s failed", request.method, request.path)
         response = web.Response(status=500, text="internal error", content_type="text/plain")
-    if not response.prepared:  # a device's WebSocket has sent its headers already
+    # Not once a device's WebSocket has sent its headers; not on /admin, which is for
+    # Hydrogen and scripts: no page should reach it.
+    if not response.prepared and not request.path.startswith("/admin"):
         response.headers.update(CORS)
     return response
 
@@ -97,6 +103,11 @@ def _grant(request: web.Request) -> tuple[Grant, str, str]:
     viewers = request.app[VIEWERS_KEY]
     device, camera = request.match_info["device"], request.match_info["camera"]
     try:
+        # Before the token is checked, so that a flood of bad tokens is held back too.
+        viewers.limits.signalling_address(viewers.limits.client(request))
+    except LimitError as e:
+        raise e.response() from None
+    try:
         grant = viewers.tokens.verify(_token(request))
     except TokenError as e:
         raise _error(401, TOKEN_REASONS.get(e.code, e.reason)) from None
@@ -106,6 +117,10 @@ def _grant(request: web.Request) -> tuple[Grant, str, str]:
         raise _error(403, f"this token does not reach device {device}")
     if not grant.sees(camera):
         raise _error(403, f"this token does not show camera {camera}")
+    try:
+        viewers.limits.signalling_grant(grant.id, device)
+    except LimitError as e:
+        raise e.response() from None
     return grant, device, camera
 
 
@@ -170,14 +185,24 @@ async def post(request: web.Request) -> web.Response:
     except ValueError as e:
         raise _error(400, str(e)) from None
     link = _online(viewers, device, camera)
+    limits = viewers.limits
+    try:
+        limits.sessions(grant.id, device, *viewers.hub.count(grant.id, device))
+    except LimitError as e:
+        raise e.response() from None
     sid = secrets.token_urlsafe(12)
     ice = _ice(viewers, grant, sid)  # the printer's own credential, for this session only
+    slots = [("token", grant.id), ("device", device)]
+    limits.starting.update(slots)
     try:
         session, answer = await viewers.hub.offer(
-            link, sid, camera, sdp, grant.id, request.remote or "", ice
+            link, sid, camera, sdp, grant.id, limits.client(request), ice, grant.expires
         )
     except SignalError as e:
         raise _error(e.status, e.reason) from None
+    finally:
+        limits.starting.subtract(slots)
+        limits.starting += Counter()  # drops the zero counts: keys do not pile up
     token = _token(request) or ""
     try:
         # Revoked while the printer was answering: the revocation poll has already passed
