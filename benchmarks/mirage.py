@@ -157,7 +157,9 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
         print(f"\n== time to first frame, median of {args.tries} (ms; offer made → decoded)")
         for name, views in got.items():
             pairs = sorted({"/".join(v.pair) for v in views})
-            print(f"   {name:28s} {med([v.first_frame_ms for v in views])}  pair {pairs}")
+            ms = [v.first_frame_ms for v in views]
+            print(f"   {name:28s} {med(ms)}  pair {pairs}")
+            print(f"   {'':28s} each: {' '.join(f'{x:.0f}' for x in sorted(ms))}")
         print("\n== signalling round trip, POST → 201 with the answer (ms)")
         for name, views in got.items():
             print(f"   {name:28s} {med([v.post_ms for v in views])}")
