@@ -2,7 +2,7 @@
 ``titaniumctl up`` stack (720p30 test pattern) with the printer's dial-out service, a real
 ``titaniumctl mirage serve`` proxy, Debian's coturn, and aiortc WHEP viewers in this process.
 
-    python -m benchmarks.mirage [--devices 1000] [--duration 10] [--tries 5]
+    python -m benchmarks.mirage [--devices 1000] [--duration 10] [--tries 5] [--gap 2]
 
 - time to first frame (offer made → first frame decoded) and the signalling round trip
   (POST → 201): direct at the front door's /whep, through the proxy peer to peer, and
@@ -62,12 +62,14 @@ def med(values: list[float]) -> str:
     return f"{statistics.median(values):7.1f} (min {min(values):.1f}, max {max(values):.1f})"
 
 
-def first_frames(urls: dict[str, tuple[str, bool]], tries: int) -> dict[str, list[View]]:
+def first_frames(
+    urls: dict[str, tuple[str, bool]], tries: int, gap: float
+) -> dict[str, list[View]]:
     got: dict[str, list[View]] = {name: [] for name in urls}
     for _ in range(tries):
         for name, (url, relay) in urls.items():
             got[name].append(asyncio.run(asyncio.wait_for(view(url, relay), 60)))
-            time.sleep(0.5)  # the printer tears the last peer down before the next comes
+            time.sleep(gap)  # the printer tears the last peer down before the next comes
     return got
 
 
@@ -153,8 +155,11 @@ def run(args: argparse.Namespace, tmp: Path) -> int:
             "proxy, peer to peer": (remote, False),
             "proxy, relay-only (coturn)": (remote, True),
         }
-        got = first_frames(urls, args.tries)
-        print(f"\n== time to first frame, median of {args.tries} (ms; offer made → decoded)")
+        got = first_frames(urls, args.tries, args.gap)
+        print(
+            f"\n== time to first frame, median of {args.tries}, {args.gap:g} s apart "
+            "(ms; offer made → decoded)"
+        )
         for name, views in got.items():
             pairs = sorted({"/".join(v.pair) for v in views})
             ms = [v.first_frame_ms for v in views]
@@ -227,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--tries", type=int, default=5)
     ap.add_argument("--exchanges", type=int, default=20)
+    ap.add_argument("--gap", type=float, default=2.0, help="seconds between viewer tries")
     args = ap.parse_args(argv)
     if shutil.which("turnserver") is None:
         print("needs Debian's coturn (turnserver)", file=sys.stderr)
