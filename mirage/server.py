@@ -159,17 +159,17 @@ async def health(request: web.Request) -> web.Response:
 async def _watch_removals(app: web.Application) -> None:
     devices, hub = app[DEVICES_KEY], app[HUB_KEY]
     loop = asyncio.get_running_loop()
+    # A device removed before this started cannot log in: only later removals matter.
+    since = time.time()
     while True:
         await asyncio.sleep(REMOVAL_POLL)
-        if not hub.online:
-            continue
         try:
-            known = await loop.run_in_executor(None, devices.ids)
+            removed, since = await loop.run_in_executor(None, devices.removed_since, since)
         except Exception:
             log.exception("cannot read the device registry")
             continue
         for device_id, link in list(hub.online.items()):
-            if device_id not in known:
+            if device_id in removed:
                 log.info("device %s removed: closing its connection", device_id)
                 hub.drop(link)
                 await _close(link.ws, CLOSE_REMOVED, "device removed")
