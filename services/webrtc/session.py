@@ -165,4 +165,5 @@ class Session:
             "age_s": round(now - self.created, 1),
             "frames_sent": self.track.sent,
             "frames_skipped": self.track.skipped,
+            "bitrate_hint": self.bitrate_hint[0] if self.bitrate_hint else None,
         }

@@ -124,15 +124,30 @@ def _stack(make_stack: Callable[..., Stack], link: RemoteLink) -> Stack:
     return make_stack(webrtc={"ice_addresses": ["127.0.0.1", link.local_ip]})
 
 
-def _sample_bitrate(stack: Stack, until: Callable[[], bool]) -> list[tuple[float, int]]:
+def _sample_bitrate(
+    stack: Stack, until: Callable[[], bool], lan_hints: list[tuple[float, int]] | None = None
+) -> list[tuple[float, int]]:
     """The encoder's bitrate (wall clock, bit/s) every 0.2 s while it encodes, until
-    ``until()``."""
+    ``until()``; with ``lan_hints``, the LAN viewers' latest hints are appended to it."""
     samples = []
-    while not until():
-        encoder: dict[str, Any] | None = stack.camera()["encoder"]
-        if encoder and encoder["active"]:
-            samples.append((time.time(), int(encoder["bitrate"])))
-        time.sleep(0.2)
+    loop = asyncio.new_event_loop()
+    ctx = zmq.asyncio.Context()
+    rpc = RpcClient(ctx, Endpoints(stack.runtime_dir).webrtc_rpc())
+    try:
+        while not until():
+            encoder: dict[str, Any] | None = stack.camera()["encoder"]
+            if encoder and encoder["active"]:
+                samples.append((time.time(), int(encoder["bitrate"])))
+            if lan_hints is not None:
+                status = loop.run_until_complete(rpc.call("status"))
+                for s in status["sessions"]:
+                    if not s["remote"] and s["bitrate_hint"] is not None:
+                        lan_hints.append((time.time(), int(s["bitrate_hint"])))
+            time.sleep(0.2)
+    finally:
+        rpc.close()
+        ctx.term()
+        loop.close()
     return samples
 
 
@@ -207,7 +222,8 @@ def test_b_a_slow_remote_viewer_cannot_drag_a_lan_viewer_below_the_floor(
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         lan = pool.submit(asyncio.run, whep_view(stack.base, 14.0))
         remote = link.loop.submit(remote_view(endpoint, 28.0, timecode=False), 50)
-        both = _sample_bitrate(stack, lan.done)
+        lan_hints: list[tuple[float, int]] = []
+        both = _sample_bitrate(stack, lan.done, lan_hints)
         lan_got = lan.result()
     alone = _sample_bitrate(stack, remote.done)
     remote_got = remote.result()
@@ -216,9 +232,15 @@ def test_b_a_slow_remote_viewer_cannot_drag_a_lan_viewer_below_the_floor(
     lan_start, lan_end = lan_got.frame_times[0], lan_got.frame_times[-1]
     settled = [(t, bps) for t, bps in both if lan_start + 2 <= t <= lan_end]
     assert settled, f"no encoder samples while both watched: {both}"
-    assert min(bps for _, bps in settled) >= FLOOR_BPS, (
-        f"the remote viewer pulled the LAN viewer's bitrate below {FLOOR_BPS}: {settled}"
-    )
+    for t, bps in settled:
+        # The LAN viewer's own hints count in full (a loaded machine can make its
+        # estimator dip): the floor is what the remote viewer alone cannot go under. The
+        # encoder follows the lowest hint of 5 s, the manager's of 5 s before that.
+        lan_low = min((b for h, b in lan_hints if t - 10.5 <= h <= t), default=CAMERA_BPS)
+        assert bps >= min(FLOOR_BPS, lan_low), (
+            f"the remote viewer pulled the LAN viewer's bitrate to {bps} (floor {FLOOR_BPS}, "
+            f"LAN hints {lan_low}): {settled}"
+        )
     fps = (lan_got.frames - 1) / (lan_end - lan_start)
     assert fps >= 15, f"the LAN viewer got {fps:.1f} frames/s beside the remote viewer"
     assert alone and min(bps for _, bps in alone) < FLOOR_BPS, (
