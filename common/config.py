@@ -115,6 +115,7 @@ class StreamingConfig:
     max_viewers: int
     adaptive_bitrate: bool
     print_protection: bool
+    remote_bitrate_floor: int  # percent of the camera's bitrate
 
     @property
     def default_rung(self) -> RungSpec | None:
@@ -348,6 +349,14 @@ STREAMING_FIELDS = (
     ),
     Field("max_viewers", int, 10, "viewers served at once per camera", range=(1, 1000)),
     Field("adaptive_bitrate", bool, True, "follow viewers' bandwidth", None),
+    Field(
+        "remote_bitrate_floor",
+        int,
+        50,
+        "percent of a camera's bitrate a remote (Mirage) viewer cannot pull the shared "
+        "encode below while a LAN viewer watches",
+        range=(0, 100),
+    ),
     Field("print_protection", bool, True, "give way to the printer", None),
 )
 

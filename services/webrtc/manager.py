@@ -27,6 +27,13 @@ Commands (request ``{id, cmd, args}`` → reply ``{id, ok, result | error}``, co
 
 Errors: ``not_found`` (camera, session), ``bad_sdp``, ``busy`` (max_viewers reached),
 ``too_many`` (a session cap of the token or the address).
+
+A slow remote viewer (docs/mirage.md): a camera is encoded once, so one bitrate serves all
+its viewers, the lowest recent hint of theirs. A remote viewer (dialect ``mirage``: it came
+through the Mirage proxy) cannot pull that bitrate below ``streaming.remote_bitrate_floor``
+percent of the camera's bitrate while a LAN viewer (any other dialect) of the camera
+watches: the LAN viewer keeps its picture and the remote one gets what its link carries of
+it. Remote viewers alone pull it as low as their links need (never below MIN_BITRATE).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from typing import Any
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError, OperationError
 
-from titanium.common.config import Config, IceServer
+from titanium.common.config import Config, IceServer, floored_bitrate
 from titanium.common.messages import (
     BitrateHint,
     KeyframeRequest,
@@ -349,19 +356,24 @@ class SessionManager:
         self._publish(KeyframeRequest(camera, reason))
 
     def _bitrate(self, session: Session, bitrate: int, source: str) -> None:
-        """The lowest recent hint across a camera's viewers: the encoder serves them all."""
+        """A viewer's hint, and the camera's shared bitrate it makes (see the module's
+        docstring): the lowest recent hint, a remote viewer's raised to the floor while a
+        LAN viewer watches."""
         now = time.monotonic()
+        ceiling = self.config.camera(session.camera).bitrate_bps
         if source == "loss":
-            ceiling = self.config.camera(session.camera).bitrate_bps
             previous = session.bitrate_hint[0] if session.bitrate_hint else ceiling
             bitrate = int(previous * 0.85)
         session.bitrate_hint = (bitrate, now)
+        watching = [s for s in self.sessions.values() if s.camera == session.camera]
+        floor = 0
+        if any(not s.remote for s in watching):
+            share = ceiling * self.config.streaming.remote_bitrate_floor // 100
+            floor = floored_bitrate(share, ceiling)
         hints = [
-            s.bitrate_hint[0]
-            for s in self.sessions.values()
-            if s.camera == session.camera
-            and s.bitrate_hint is not None
-            and now - s.bitrate_hint[1] < HINT_WINDOW
+            max(s.bitrate_hint[0], floor) if s.remote else s.bitrate_hint[0]
+            for s in watching
+            if s.bitrate_hint is not None and now - s.bitrate_hint[1] < HINT_WINDOW
         ]
         self._publish(BitrateHint(session.camera, min(hints), source))
 

@@ -64,7 +64,10 @@ class Session:
     ) -> None:
         self.id = secrets.token_urlsafe(12)
         self.camera = camera
-        self.dialect = dialect  # 'whep', 'camera-streamer', 'octoprint'
+        self.dialect = dialect  # 'whep', 'camera-streamer', 'octoprint', 'mirage'
+        # Through the Mirage proxy: from anywhere, over a link of unknown width (its hints
+        # are floored while a LAN viewer watches, manager.py).
+        self.remote = dialect == "mirage"
         self.priority = priority  # common/priority.py: who gets shed first
         self.owner = owner
         self.pc = pc
@@ -154,6 +157,7 @@ class Session:
             "id": self.id,
             "camera": self.camera,
             "dialect": self.dialect,
+            "remote": self.remote,
             "priority": self.priority,
             "token": self.owner.token,
             "address": self.owner.address,
@@ -161,4 +165,5 @@ class Session:
             "age_s": round(now - self.created, 1),
             "frames_sent": self.track.sent,
             "frames_skipped": self.track.skipped,
+            "bitrate_hint": self.bitrate_hint[0] if self.bitrate_hint else None,
         }

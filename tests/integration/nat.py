@@ -40,9 +40,12 @@ Then, in a test:
   dropped in the internet (P2P fails, TURN over UDP still works);
   ``nat.drop_udp("viewer-all")``: the viewer router forwards no UDP at all (only TURN over
   TCP gets through). ``nat.allow_udp()`` undoes both.
-- ``nat.shape(rate="1mbit", rtt_ms=80, loss_pct=1)``: netem on both ends of the viewer's
-  uplink (each direction gets the rate, half the RTT and the loss); ``nat.unshape()``.
-  ``nat.netem_missing()`` says why shaping cannot work here (kernel without sch_netem).
+- ``nat.shape(rate="1mbit", rtt_ms=80, loss_pct=1)``: both ends of the viewer's uplink
+  shaped, each direction getting the rate and the loss, and half the RTT where the kernel
+  has netem; ``nat.unshape()``. Without netem (this machine's kernel has no sch_netem,
+  ``nat.netem_missing()`` says why) the rate is a tbf qdisc and the loss an nft ``numgen``
+  rule (tests/integration/shaping.py), and there is no added delay: ``shape`` then needs
+  ``rtt_ms=0`` (a test that needs the RTT skips that part with netem_missing's reason).
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal
 
+from tests.integration import shaping
 from tests.integration.browser import Browser, find_chromium
 from tests.integration.nat_services import Coturn, NetnsHttp, NetnsLoop
+from tests.integration.shaping import NETEM_MISSING_DELAY
 from tests.stack import Child, terminate
 
 UdpDrop = Literal["between-nats", "viewer-all"]
@@ -127,6 +132,7 @@ class Nat:
         self._browsers: list[Browser] = []
         self._netem_probed = False
         self._netem_reason: str | None = None
+        self._shaped = False
         self._created: list[str] = []
 
     @classmethod
@@ -245,27 +251,39 @@ class Nat:
     def shape(
         self, rate: str = "1mbit", rtt_ms: float = 80, loss_pct: float = 1, limit: int = 1000
     ) -> None:
-        """netem on the viewer's uplink, both directions: ``rate`` (tc syntax), half of
-        ``rtt_ms`` of delay and ``loss_pct`` % loss each way, a queue of ``limit`` packets.
-        Raises AssertionError with :meth:`netem_missing`'s reason where netem is missing."""
+        """The viewer's uplink shaped, both directions: ``rate`` (tc syntax) and
+        ``loss_pct`` % loss each way; with netem also half of ``rtt_ms`` of delay each way
+        and a queue of ``limit`` packets. Without netem: tbf and nft loss (shaping.py), and
+        an ``rtt_ms`` above 0 raises AssertionError with :meth:`netem_missing`'s reason."""
+        self._shaped = True
         reason = self.netem_missing()
-        if reason:
-            raise AssertionError(reason)
-        params = [
-            "rate", rate, "delay", f"{rtt_ms / 2:g}ms", "loss", f"{loss_pct:g}%",
-            "limit", str(limit),
-        ]  # fmt: skip
-        for ns, dev in ((self.viewer_router, "wan"), (self.internet, "to-viewer")):
-            self.run(ns, "tc", "qdisc", "replace", "dev", dev, "root", "netem", *params)
+        if reason is None:
+            params = [
+                "rate", rate, "delay", f"{rtt_ms / 2:g}ms", "loss", f"{loss_pct:g}%",
+                "limit", str(limit),
+            ]  # fmt: skip
+            for ns, dev in self._uplink:
+                self.run(ns, "tc", "qdisc", "replace", "dev", dev, "root", "netem", *params)
+            return
+        if rtt_ms > 0:
+            raise AssertionError(f"{NETEM_MISSING_DELAY}: {reason}")
+        for ns, dev in self._uplink:
+            shaping.rate(ns, dev, rate)
+            shaping.loss(ns, dev, loss_pct, ["forward"])
+
+    @property
+    def _uplink(self) -> tuple[tuple[str, str], ...]:
+        return ((self.viewer_router, "wan"), (self.internet, "to-viewer"))
 
     def unshape(self) -> None:
-        for ns, dev in ((self.viewer_router, "wan"), (self.internet, "to-viewer")):
-            self.run(ns, "tc", "qdisc", "del", "dev", dev, "root", check=False)
+        for ns, dev in self._uplink:
+            shaping.unshape(ns, dev)
+        self._shaped = False
 
     def reset(self) -> None:
         """UDP allowed and shaping removed: what a module's autouse fixture calls."""
         self.allow_udp()
-        if self._netem_probed and self._netem_reason is None:
+        if self._shaped:
             self.unshape()
 
     # -- building and tearing down ---------------------------------------------------------

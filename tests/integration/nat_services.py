@@ -4,6 +4,7 @@ on the internet's public TURN address, and aiohttp apps served from a namespaced
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import threading
 from collections.abc import Coroutine
 from pathlib import Path
@@ -154,8 +155,12 @@ class NetnsLoop:
 
     def run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
         """``coro``'s result, run on the namespaced loop, limited to ``timeout`` seconds."""
-        future = asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout), self._loop)
-        return future.result(timeout + 2)
+        return self.submit(coro, timeout).result(timeout + 2)
+
+    def submit(self, coro: Coroutine[Any, Any, T], timeout: float) -> concurrent.futures.Future[T]:
+        """``coro`` started on the namespaced loop, limited to ``timeout`` seconds; the
+        caller's thread is free meanwhile (to poll a stack in the root namespace)."""
+        return asyncio.run_coroutine_threadsafe(asyncio.wait_for(coro, timeout), self._loop)
 
     def close(self) -> None:
         if self._thread.is_alive():
