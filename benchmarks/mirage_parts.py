@@ -91,7 +91,17 @@ class Proxy(Child):
         self.state_dir = tmp / "proxy"
         self.config = tmp / "proxy.json"
         turn = {"secret": TURN_SECRET, "urls": [f"turn:127.0.0.1:{turn_port}?transport=udp"]}
-        doc = {"listen": f"127.0.0.1:{self.port}", "state_dir": str(self.state_dir), "turn": turn}
+        # Every viewer and exchange of the benchmark comes from 127.0.0.1 as fast as it can:
+        # the limits are lifted so that what is measured is the proxy's own cost.
+        limits = {k: 10000 for k in ("address_burst", "token_burst", "device_burst")}
+        limits |= {k: 10000.0 for k in ("address_rate", "token_rate", "device_rate")}
+        limits |= {"sessions_per_token": 10000, "sessions_per_device": 10000}
+        doc = {
+            "listen": f"127.0.0.1:{self.port}",
+            "state_dir": str(self.state_dir),
+            "turn": turn,
+            "limits": limits,
+        }
         self.config.write_text(json.dumps(doc))
         self.url = f"http://127.0.0.1:{self.port}"
         super().__init__([TITANIUMCTL, "mirage", "serve", "--config", str(self.config)])
