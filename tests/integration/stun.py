@@ -1,4 +1,5 @@
-"""A STUN server's readiness, asked the way a client asks: a Binding request over UDP."""
+"""A STUN server's readiness, asked the way a client asks: a Binding request over UDP; and a
+WHEP offer whose connectivity checks go nowhere, for tests that time the answer."""
 
 from __future__ import annotations
 
@@ -33,3 +34,24 @@ def wait_for_binding(
             except TimeoutError:
                 continue
     raise AssertionError(f"the STUN server did not answer a Binding request in {timeout:g} s")
+
+
+async def offer_to_nowhere(peer: str) -> str:
+    """A browser-like recvonly offer whose only candidate is ``peer`` port 9 (nothing listens
+    there): the service's connectivity checks then stay inside the test's namespace. (An
+    offer with no candidate at all makes aioice drop the component and gather nothing.)"""
+    from aiortc import RTCConfiguration, RTCPeerConnection
+
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+    pc.addTransceiver("video", direction="recvonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    sdp = str(pc.localDescription.sdp)
+    await pc.close()
+    lines = []
+    for line in sdp.splitlines():
+        if line.startswith("a=candidate:"):
+            continue
+        if line == "a=end-of-candidates":
+            lines.append(f"a=candidate:1 1 udp 2122260223 {peer} 9 typ host")
+        lines.append(line)
+    return "\r\n".join(lines) + "\r\n"

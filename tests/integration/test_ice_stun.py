@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
+from tests.integration import coturn
 from tests.integration.conftest import Stack
-from tests.integration.stun import wait_for_binding
-from tests.stack import terminate
+from tests.integration.stun import offer_to_nowhere
 
 # Generous for a loaded 2-core machine, far below the 5 s aioice waited out before.
 ANSWER_BOUND = 2.5
@@ -32,64 +32,20 @@ class StunNamespace:
     query from any of this machine's addresses is answered."""
 
     def __init__(self, tmp: Path) -> None:
-        n = os.getpid() % 250 + 1
-        self.netns = f"ti-stun-{os.getpid()}"
-        self.veth = f"tsr{os.getpid() % 100000}"
-        peer = f"tsn{os.getpid() % 100000}"
-        self.local, self.server = f"10.231.{n}.1", f"10.231.{n}.2"
         self.port = 3478
         self.proc: subprocess.Popen[bytes] | None = None
-        ns = ["ip", "netns", "exec", self.netns]
+        self.ns = coturn.VethNamespace("stun", 231)
+        self.local, self.server = self.ns.local, self.ns.server
         try:
-            for cmd in (
-                ["ip", "netns", "add", self.netns],
-                ["ip", "link", "add", self.veth, "type", "veth", "peer", "name", peer],
-                ["ip", "link", "set", peer, "netns", self.netns],
-                ["ip", "addr", "add", f"{self.local}/30", "dev", self.veth],
-                ["ip", "link", "set", self.veth, "up"],
-                [*ns, "ip", "addr", "add", f"{self.server}/30", "dev", peer],
-                [*ns, "ip", "link", "set", peer, "up"],
-                [*ns, "ip", "link", "set", "lo", "up"],
-                [*ns, "ip", "route", "add", "default", "via", self.local],
-            ):
-                subprocess.run(cmd, check=True, capture_output=True)
-            self.proc = subprocess.Popen(
-                [
-                    *ns,
-                    "turnserver",
-                    "--stun-only",
-                    "--no-cli",
-                    "--no-tls",
-                    "--no-dtls",
-                    f"--listening-ip={self.server}",
-                    f"--listening-port={self.port}",
-                    "--log-file=stdout",
-                    "--simple-log",
-                    f"--pidfile={tmp / 'turnserver.pid'}",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            self._wait_answering()
+            self.proc = self.ns.popen(coturn.command(tmp, self.server, self.port, "stun"))
+            coturn.wait_answering(self.proc, tmp, self.server, self.port)
         except BaseException:
             self.close()
             raise
 
-    def _wait_answering(self) -> None:
-        proc = self.proc
-        assert proc is not None
-        wait_for_binding(
-            self.server,
-            self.port,
-            lambda: None if proc.poll() is None else f"turnserver exited {proc.returncode}",
-        )
-
     def close(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc, 5)
-        # Deleting the namespace deletes the veth end in it, and with it the pair.
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        coturn.stop(self.proc)
+        self.ns.close()
 
 
 @pytest.fixture
@@ -119,27 +75,6 @@ def _post(stack: Stack, path: str, body: bytes, content_type: str) -> tuple[floa
 
 def _candidates(sdp: str) -> list[list[str]]:
     return [line.split() for line in sdp.splitlines() if line.startswith("a=candidate:")]
-
-
-async def _whep_offer(peer: str) -> str:
-    """A browser-like recvonly offer whose only candidate is ``peer`` port 9 (nothing listens
-    there): the service's connectivity checks then stay inside the test's namespace. (An
-    offer with no candidate at all makes aioice drop the component and gather nothing.)"""
-    from aiortc import RTCConfiguration, RTCPeerConnection
-
-    pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-    pc.addTransceiver("video", direction="recvonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    lines = []
-    for line in sdp.splitlines():
-        if line.startswith("a=candidate:"):
-            continue
-        if line == "a=end-of-candidates":
-            lines.append(f"a=candidate:1 1 udp 2122260223 {peer} 9 typ host")
-        lines.append(line)
-    return "\r\n".join(lines) + "\r\n"
 
 
 def _stun_stack(
@@ -173,7 +108,7 @@ def test_stun_server_costs_no_wait_and_no_loopback_candidate(
         assert any(c[7] == "srflx" and c[4] == stun.local for c in cands), cands
 
     seconds, headers, answer = _post(
-        stack, "/whep", asyncio.run(_whep_offer(stun.server)).encode(), "application/sdp"
+        stack, "/whep", asyncio.run(offer_to_nowhere(stun.server)).encode(), "application/sdp"
     )
     assert seconds < ANSWER_BOUND, f"WHEP answer took {seconds:.2f} s:\n{stack.log()}"
     cands = _candidates(answer)

@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.stun import wait_for_binding
-from tests.stack import terminate
+from tests.integration import coturn as coturn_cmd
 from titanium.mirage.turn import ice_servers, mint
 
 SECRET = "mirage-test-secret"
@@ -49,34 +48,13 @@ class Coturn:
 
     def __init__(self, tmp: Path) -> None:
         self.port = _free_port()
-        self.log = tmp / "turnserver.log"
-        self.proc = subprocess.Popen(
-            [
-                "turnserver",
-                "-n",
-                "--no-cli",
-                "--no-tls",
-                "--no-dtls",
-                "--listening-ip=127.0.0.1",
-                "--relay-ip=127.0.0.1",
-                f"--listening-port={self.port}",
-                "--use-auth-secret",
-                f"--static-auth-secret={SECRET}",
-                f"--realm={REALM}",
-                # Both test peers sit on loopback; production configs must not have this.
-                "--allow-loopback-peers",
-                "--no-multicast-peers",
-                f"--userdb={tmp / 'turndb'}",
-                f"--pidfile={tmp / 'turnserver.pid'}",
-                f"--log-file={self.log}",
-                "--simple-log",
-                "--no-stdout-log",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.tmp = tmp
+        argv = coturn_cmd.command(
+            tmp, "127.0.0.1", self.port, "secret", secret=SECRET, realm=REALM, loopback_peers=True
         )
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            self._wait_answering()
+            coturn_cmd.wait_answering(self.proc, tmp, "127.0.0.1", self.port)
         except BaseException:
             self.close()
             raise
@@ -84,25 +62,11 @@ class Coturn:
     def url(self, transport: str) -> str:
         return f"turn:127.0.0.1:{self.port}?transport={transport}"
 
-    def _wait_answering(self) -> None:
-        def gone() -> str | None:
-            if self.proc.poll() is None:
-                return None
-            return f"turnserver exited {self.proc.returncode}"
-
-        try:
-            wait_for_binding("127.0.0.1", self.port, gone)
-        except AssertionError as e:
-            raise AssertionError(f"{e}:\n{self.tail()}") from None
-
     def tail(self) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
-        except OSError:
-            return "(no coturn log)"
+        return coturn_cmd.tail(self.tmp)
 
     def close(self) -> None:
-        terminate(self.proc, 5)
+        coturn_cmd.stop(self.proc)
 
 
 @pytest.fixture

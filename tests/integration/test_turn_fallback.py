@@ -20,9 +20,9 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.integration import coturn
 from tests.integration.conftest import TITANIUMCTL, Stack
-from tests.integration.stun import wait_for_binding
-from tests.stack import terminate
+from tests.integration.stun import offer_to_nowhere
 from titanium.common.config import IceServer
 
 USER, PASSWORD, REALM = "titanium", "relay-test-password", "titanium.test"
@@ -38,57 +38,17 @@ class BlockedTurn:
     dropped inside the namespace, so only ``transport=tcp`` reaches it."""
 
     def __init__(self, tmp: Path) -> None:
-        n = os.getpid() % 250 + 1
-        self.netns = f"ti-turn-{os.getpid()}"
-        self.veth = f"ttr{os.getpid() % 100000}"
-        peer = f"ttn{os.getpid() % 100000}"
-        self.local, self.server = f"10.232.{n}.1", f"10.232.{n}.2"
         self.port = 3478
-        self.log = tmp / "turnserver.log"
+        self.tmp = tmp
         self.proc: subprocess.Popen[bytes] | None = None
-        self.ns = ["ip", "netns", "exec", self.netns]
+        self.ns = coturn.VethNamespace("turn", 232)
+        self.local, self.server = self.ns.local, self.ns.server
         try:
-            for cmd in (
-                ["ip", "netns", "add", self.netns],
-                ["ip", "link", "add", self.veth, "type", "veth", "peer", "name", peer],
-                ["ip", "link", "set", peer, "netns", self.netns],
-                ["ip", "addr", "add", f"{self.local}/30", "dev", self.veth],
-                ["ip", "link", "set", self.veth, "up"],
-                [*self.ns, "ip", "addr", "add", f"{self.server}/30", "dev", peer],
-                [*self.ns, "ip", "link", "set", peer, "up"],
-                [*self.ns, "ip", "link", "set", "lo", "up"],
-                [*self.ns, "ip", "route", "add", "default", "via", self.local],
-            ):
-                subprocess.run(cmd, check=True, capture_output=True)
-            self.proc = subprocess.Popen(
-                [
-                    *self.ns,
-                    "turnserver",
-                    "-n",
-                    "--no-cli",
-                    "--no-tls",
-                    "--no-dtls",
-                    f"--listening-ip={self.server}",
-                    f"--relay-ip={self.server}",
-                    f"--listening-port={self.port}",
-                    "--lt-cred-mech",
-                    f"--user={USER}:{PASSWORD}",
-                    f"--realm={REALM}",
-                    f"--userdb={tmp / 'turndb'}",
-                    f"--pidfile={tmp / 'turnserver.pid'}",
-                    f"--log-file={self.log}",
-                    "--simple-log",
-                    "--no-stdout-log",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            argv = coturn.command(
+                tmp, self.server, self.port, "user", user=f"{USER}:{PASSWORD}", realm=REALM
             )
-            proc = self.proc
-            wait_for_binding(
-                self.server,
-                self.port,
-                lambda: None if proc.poll() is None else f"turnserver exited {proc.returncode}",
-            )
+            self.proc = self.ns.popen(argv)
+            coturn.wait_answering(self.proc, tmp, self.server, self.port)
             # Answering over UDP, now no more: only the TCP URL can work from here on.
             rules = (
                 "table inet titanium_test {\n chain input {\n"
@@ -96,7 +56,10 @@ class BlockedTurn:
                 f"  udp dport {self.port} drop\n }}\n}}\n"
             )
             subprocess.run(
-                [*self.ns, "nft", "-f", "-"], input=rules.encode(), check=True, capture_output=True
+                [*self.ns.exec, "nft", "-f", "-"],
+                input=rules.encode(),
+                check=True,
+                capture_output=True,
             )
         except BaseException:
             self.close()
@@ -111,17 +74,11 @@ class BlockedTurn:
         return [{"urls": urls, "username": USER, "credential": PASSWORD}]
 
     def tail(self) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-20:])
-        except OSError:
-            return "(no coturn log)"
+        return coturn.tail(self.tmp, 20)
 
     def close(self) -> None:
-        if self.proc is not None:
-            terminate(self.proc, 5)
-        # Deleting the namespace deletes its nftables table and its end of the veth pair.
-        subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
-        subprocess.run(["ip", "link", "del", self.veth], capture_output=True)
+        coturn.stop(self.proc)
+        self.ns.close()
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +194,7 @@ def test_answer_does_not_wait_for_a_blocked_stun_server(
         webrtc={"ice_addresses": [blocked.local]},
         mirage={"titanium_streams": {"stun_servers": [f"stun:{blocked.server}:{blocked.port}"]}},
     )
-    offer = _whep_offer(blocked.server)
+    offer = asyncio.run(offer_to_nowhere(blocked.server))
     started = time.monotonic()
     answer, location = _post(stack.url("/whep"), offer, "application/sdp")
     whep_seconds = time.monotonic() - started
@@ -250,29 +207,6 @@ def test_answer_does_not_wait_for_a_blocked_stun_server(
     print(f"WHEP answer {whep_seconds:.2f} s, camera-streamer offer {request_seconds:.2f} s")
     assert whep_seconds < ANSWER_BOUND, f"WHEP answer took {whep_seconds:.2f} s"
     assert request_seconds < ANSWER_BOUND, f"offer took {request_seconds:.2f} s"
-
-
-def _whep_offer(peer: str) -> str:
-    """A recvonly offer whose one candidate is ``peer`` port 9 (nothing listens there), so
-    the service's connectivity checks stay inside the test's namespace."""
-    from aiortc import RTCConfiguration, RTCPeerConnection
-
-    async def make() -> str:
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        pc.addTransceiver("video", direction="recvonly")
-        await pc.setLocalDescription(await pc.createOffer())
-        sdp = str(pc.localDescription.sdp)
-        await pc.close()
-        return sdp
-
-    lines = []
-    for line in asyncio.run(make()).splitlines():
-        if line.startswith("a=candidate:"):
-            continue
-        if line == "a=end-of-candidates":
-            lines.append(f"a=candidate:1 1 udp 2122260223 {peer} 9 typ host")
-        lines.append(line)
-    return "\r\n".join(lines) + "\r\n"
 
 
 def _post(url: str, body: str, content_type: str) -> tuple[str, str]:
