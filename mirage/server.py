@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from titanium.common.tokens import Tokens
-from titanium.mirage import whep
+from titanium.mirage import pages, whep
 from titanium.mirage.config import ProxyConfig
 from titanium.mirage.devices import Devices
 from titanium.mirage.hub import MAX_MSG, Hub, Link
@@ -202,6 +202,7 @@ def make_app(config: ProxyConfig) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/device", device_ws)
     whep.add_routes(app)
+    pages.add_routes(app)
     app.cleanup_ctx.append(_removals_ctx)
     return app
 
