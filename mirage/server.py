@@ -31,7 +31,7 @@ from typing import Any
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from titanium.common.tokens import Tokens
-from titanium.mirage import admin, whep
+from titanium.mirage import admin, pages, whep
 from titanium.mirage.config import ProxyConfig
 from titanium.mirage.devices import Devices
 from titanium.mirage.hub import MAX_MSG, Hub, Link
@@ -217,6 +217,7 @@ def make_app(config: ProxyConfig) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/device", device_ws)
     whep.add_routes(app)
+    pages.add_routes(app)
     if config.admin_key is not None:
         admin.add_routes(app, admin.Admin(config.admin_key, tokens, devices, hub, limits))
     app.cleanup_ctx.append(_removals_ctx)

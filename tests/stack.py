@@ -9,6 +9,7 @@ which it keeps running silently). Its output is kept for failure messages.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -25,6 +26,7 @@ from typing import Any
 
 import psutil
 
+from tests.integration import netns as namespaces
 from titanium.common.endpoints import Endpoints
 from titanium.common.ring import SHM_DIR
 from titanium.common.tokens import Tokens
@@ -84,7 +86,8 @@ class Stack(Child):
     (ICE on loopback only: no test traffic to this machine's LAN address); ``http={…}`` keys
     join the listen address. With ``http={"auth": "token"}``, the stack's own requests
     (readiness, :meth:`get`, :meth:`status`) carry :attr:`token`, an admin token for every
-    camera made in its state directory before it starts.
+    camera made in its state directory before it starts. With ``netns``, the stack runs in
+    that network namespace (``ip netns exec``) and the stack's own requests are made from it.
     """
 
     def __init__(
@@ -95,8 +98,10 @@ class Stack(Child):
         port: int | None = None,
         mirage: dict[str, Any] | None = None,
         ready_timeout: float = READY_TIMEOUT,
+        netns: str | None = None,
         **titanium: Any,
     ) -> None:
+        self.netns = netns
         self.port = port or free_port()
         self.runtime_dir = workdir / "run"
         self.state_dir = workdir / "state"
@@ -118,10 +123,11 @@ class Stack(Child):
         }
         self.config_path.write_text(json.dumps(doc))
         self.base = f"http://127.0.0.1:{self.port}"
+        argv = [TITANIUMCTL, "up", "--config", str(self.config_path)]
+        if netns is not None:  # ip netns exec execs titaniumctl: the PID stays titaniumctl's
+            argv = ["ip", "netns", "exec", netns, *argv]
         # In a session of its own: only we stop it.
-        super().__init__(
-            [TITANIUMCTL, "up", "--config", str(self.config_path)], start_new_session=True
-        )
+        super().__init__(argv, start_new_session=True)
         try:
             self.wait_for(all_running, ready_timeout, "every service running")
         except BaseException:
@@ -135,8 +141,9 @@ class Stack(Child):
         request = urllib.request.Request(self.url(path))
         if self.token is not None:
             request.add_header("Authorization", f"Bearer {self.token}")
+        inside = namespaces.inside(self.netns) if self.netns else contextlib.nullcontext()
         try:
-            with urllib.request.urlopen(request, timeout=timeout) as r:
+            with inside, urllib.request.urlopen(request, timeout=timeout) as r:
                 return r.status, dict(r.headers), r.read()
         except urllib.error.HTTPError as e:
             return e.code, dict(e.headers), e.read()

@@ -25,6 +25,7 @@ def test_wheel_installs_everything_under_titanium_only(tmp_path: Path) -> None:
     assert tops == {"titanium"}
     assert "titanium/deploy/supervisord.conf" in names
     assert "titanium/services/mjpeg/static/index.html" in names
+    assert "titanium/mirage/static/view.js" in names  # the proxy's /view page script
     target = tmp_path / "site"
     install_cmd = [*PIP, "install", "-q", "--no-deps", "--target", str(target), str(wheel)]
     subprocess.run(install_cmd, check=True, timeout=300, capture_output=True)
