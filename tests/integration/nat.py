@@ -207,7 +207,7 @@ class Nat:
         self._browsers.append(browser)
         return browser
 
-    def start_coturn(self, tmp: Path, secret: str = "nat-test-secret") -> Coturn:
+    def start_coturn(self, tmp: Path, secret: str = "nat-test-secret-0123456789") -> Coturn:
         """coturn on ``turn_ip:3478`` (UDP and TCP), ``use-auth-secret``, relaying from the
         same public address. One per topology."""
         assert self.coturn is None, "one coturn per topology"
