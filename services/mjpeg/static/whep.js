@@ -315,5 +315,6 @@ export function routeLabel(route) {
   if (route.kind === "direct") return "direct";
   if (route.kind === "nat") return "P2P through NAT";
   // Only the side that allocated the relay knows the transport to its TURN server.
-  return route.relayProtocol ? `relayed (TURN over ${route.relayProtocol})` : "relayed (TURN)";
+  if (route.relayProtocol) return `relayed (TURN over ${route.relayProtocol})`;
+  return "relayed (TURN, by the camera's side)";
 }
