@@ -22,6 +22,7 @@ from aiortc.rtp import (
     unpack_remb_fci,
 )
 
+from titanium.services.webrtc.backlog import Pacer, backlog_limit, transport_backlog
 from titanium.services.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger("titanium.webrtc.session")
@@ -80,6 +81,8 @@ class Session:
         self._feedback = feedback
         self._ping: asyncio.Task[None] | None = None
         self.closed = False
+        self.sender: RTCRtpSender | None = None
+        self.pacer: Pacer | None = None
         pc.on("connectionstatechange", self._on_state)
 
     def _on_state(self) -> None:
@@ -87,11 +90,15 @@ class Session:
         log.info("session %s (%s, %s): %s", self.id, self.camera, self.dialect, state)
         if state == "connected" and self.connected_at is None:
             self.connected_at = time.monotonic()
+            if self.pacer is not None:
+                self.pacer.attach()
 
     def watch_rtcp(self, sender: RTCRtpSender) -> None:
         """Forward PLI/FIR, REMB and receiver-report loss. With pre-encoded packets aiortc's
         own reactions (forcing its encoder's keyframe, setting its bitrate) reach nothing,
         and it offers no hook: the sender's RTCP handler is wrapped, per instance."""
+        self.sender = sender
+        self.pacer = Pacer(sender, self._backlog_limit)
         original = sender._handle_rtcp_packet
         ssrc = sender._ssrc
 
@@ -113,6 +120,10 @@ class Session:
             await original(packet)
 
         sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+    def _backlog_limit(self) -> int:
+        status = self.track.feed.status
+        return backlog_limit(status.bitrate if status is not None else 0)
 
     def start_keepalive(self, channel: RTCDataChannel) -> None:
         """camera-streamer's keep-alive: "ping" every second, the client answers "pong"."""
@@ -166,4 +177,6 @@ class Session:
             "frames_sent": self.track.sent,
             "frames_skipped": self.track.skipped,
             "bitrate_hint": self.bitrate_hint[0] if self.bitrate_hint else None,
+            "backlog_bytes": transport_backlog(self.sender) if self.sender else 0,
+            "paced": self.pacer.waits if self.pacer else 0,
         }
