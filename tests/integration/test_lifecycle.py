@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import simplejpeg
 
 from tests.integration.clips import make_clip
@@ -50,6 +51,25 @@ def test_stop_exits_0_and_leaves_no_process_segment_or_socket(stack: Stack) -> N
     assert stack.leftovers() == []
     for pid in [*pids, stack.proc.pid]:
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), pid
+
+
+def test_up_is_supervisord_itself_once_ready(stack: Stack) -> None:
+    """Pins: `titaniumctl up` stayed resident as a second Python process beside supervisord
+    (22 MB PSS only to wait and relay). Now the PID started as titaniumctl is supervisord
+    (exec'd), no titaniumctl process remains once ready, and the URL is printed once."""
+    deadline = time.monotonic() + 30
+    while "Titanium is streaming" not in stack.log():
+        assert time.monotonic() < deadline, stack.log()
+        time.sleep(0.1)
+    top = psutil.Process(stack.proc.pid)
+    tree = [top, *top.children(recursive=True)]
+    lines = {p.pid: " ".join(p.cmdline()) for p in tree}
+    assert not [c for c in lines.values() if "titaniumctl" in c or "titanium.cli" in c], lines
+    assert "titanium.supervise" in lines[top.pid], lines
+    assert [c for c in lines.values() if "supervis" in c] == [lines[top.pid]], lines
+    time.sleep(0.5)
+    assert stack.log().count("Titanium is streaming. Open http://127.0.0.1:") == 1, stack.log()
+    assert "running as root" not in stack.log() and "HTTP authentication" not in stack.log()
 
 
 class SnapshotPoller:
