@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import glob
+import http.client
 import json
 import os
 import signal
@@ -28,7 +29,7 @@ import stat
 import sys
 import threading
 import time
-import urllib.request
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,21 @@ QUIET = ("Supervisor is running as root", "running without any HTTP authenticati
 
 
 def _status(url: str) -> dict[str, Any] | None:
+    # http.client, not urllib.request: supervisord has imported it already, urllib.request
+    # would add its own modules to this process for good.
+    where = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname or "127.0.0.1", where.port, timeout=1)
     try:
-        with urllib.request.urlopen(url, timeout=1) as r:
-            doc: dict[str, Any] = json.load(r)
-            return doc
-    except (OSError, ValueError):
+        conn.request("GET", where.path)
+        r = conn.getresponse()
+        if r.status != 200:
+            return None
+        doc: dict[str, Any] = json.loads(r.read())
+        return doc
+    except (OSError, ValueError, http.client.HTTPException):
         return None
+    finally:
+        conn.close()
 
 
 def _announce(status_url: str, urls: str) -> None:
