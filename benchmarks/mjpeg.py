@@ -124,7 +124,7 @@ def run_config(run: Run, quality: str, duration: float, warmup: float) -> None:
             send.close()
             clients.append((client, recv))
         others = {"benchmark": Proc.of(os.getpid(), "benchmark")}
-        if bench.procs["supervisord"].pid != bench.stack.proc.pid:  # up no longer execs it
+        if bench.procs["supervisord"].pid != bench.stack.proc.pid:  # an up that did not exec
             others["titaniumctl"] = Proc.of(bench.stack.proc.pid, "titaniumctl")
         for i, (p, _) in enumerate(clients):
             assert p.pid is not None
