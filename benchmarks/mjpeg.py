@@ -123,10 +123,9 @@ def run_config(run: Run, quality: str, duration: float, warmup: float) -> None:
             client.start()
             send.close()
             clients.append((client, recv))
-        others = {
-            "titaniumctl": Proc.of(bench.stack.proc.pid, "titaniumctl"),
-            "benchmark": Proc.of(os.getpid(), "benchmark"),
-        }
+        others = {"benchmark": Proc.of(os.getpid(), "benchmark")}
+        if bench.procs["supervisord"].pid != bench.stack.proc.pid:  # an up that did not exec
+            others["titaniumctl"] = Proc.of(bench.stack.proc.pid, "titaniumctl")
         for i, (p, _) in enumerate(clients):
             assert p.pid is not None
             others[f"viewer-{i}"] = Proc.of(p.pid, f"viewer-{i}")
@@ -150,7 +149,7 @@ def run_config(run: Run, quality: str, duration: float, warmup: float) -> None:
         everyone1 = all_cpu()
         window[1] = t1 = time.monotonic()
         run.pss = {name: pss_parts(p.pid) for name, p in bench.procs.items()}
-        run.ctl_pss = others["titaniumctl"].pss_bytes()
+        run.ctl_pss = others["titaniumctl"].pss_bytes() if "titaniumctl" in others else 0
         run.window_s = t1 - t0
         run.captured = cam1["frames"] - cam0["frames"]
         run.encoded = cam1["jpeg_frames"] - cam0["jpeg_frames"]

@@ -165,13 +165,17 @@ def all_cpu() -> dict[tuple[int, int], tuple[str, float]]:
 
 
 def find_services(up_pid: int, status: dict[str, object]) -> dict[str, Proc]:
-    """The processes of one ``titaniumctl up`` run, by name: 'supervisord', then every
-    service in /status ('capture-cam0', 'mjpeg', …), each checked to be supervisord's child.
+    """The processes of one ``titaniumctl up`` run, by name: 'supervisord' (``up_pid``
+    itself since up execs it; its child before), then every service in /status
+    ('capture-cam0', 'mjpeg', …), each checked to be supervisord's child.
 
     Raises LookupError when the tree and /status disagree: figures for a process that is
     not ours would be worse than none.
     """
-    supervisors = [p for p in children(up_pid) if "supervisord" in cmdline(p)]
+    if "titanium.supervise" in cmdline(up_pid):
+        supervisors = [up_pid]  # up exec'd supervisord (titanium/supervise.py): same PID
+    else:
+        supervisors = [p for p in children(up_pid) if "supervisord" in cmdline(p)]
     if len(supervisors) != 1:
         raise LookupError(f"expected one supervisord under pid {up_pid}, found {supervisors}")
     sup = supervisors[0]

@@ -4,19 +4,24 @@ leaves nothing behind; a missing source shows the offline frame and resumes by i
 from __future__ import annotations
 
 import http.client
+import json
 import os
+import re
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import simplejpeg
 
 from tests.integration.clips import make_clip
-from tests.integration.conftest import Stack
+from tests.integration.conftest import TITANIUMCTL, Stack, free_port
 from tests.integration.mjpeg_client import Drain, MjpegClient
 from tests.integration.rtc_client import HeldPeer
+from tests.stack import terminate
 from titanium.common.timecode import read_timecode_jpeg
 
 
@@ -50,6 +55,25 @@ def test_stop_exits_0_and_leaves_no_process_segment_or_socket(stack: Stack) -> N
     assert stack.leftovers() == []
     for pid in [*pids, stack.proc.pid]:
         assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid), pid
+
+
+def test_up_is_supervisord_itself_once_ready(stack: Stack) -> None:
+    """Pins: `titaniumctl up` stayed resident as a second Python process beside supervisord
+    (22 MB PSS only to wait and relay). Now the PID started as titaniumctl is supervisord
+    (exec'd), no titaniumctl process remains once ready, and the URL is printed once."""
+    deadline = time.monotonic() + 30
+    while "Titanium is streaming" not in stack.log():
+        assert time.monotonic() < deadline, stack.log()
+        time.sleep(0.1)
+    top = psutil.Process(stack.proc.pid)
+    tree = [top, *top.children(recursive=True)]
+    lines = {p.pid: " ".join(p.cmdline()) for p in tree}
+    assert not [c for c in lines.values() if "titaniumctl" in c or "titanium.cli" in c], lines
+    assert "titanium.supervise" in lines[top.pid], lines
+    assert [c for c in lines.values() if "supervis" in c] == [lines[top.pid]], lines
+    time.sleep(0.5)
+    assert stack.log().count("Titanium is streaming. Open http://127.0.0.1:") == 1, stack.log()
+    assert "running as root" not in stack.log() and "HTTP authentication" not in stack.log()
 
 
 class SnapshotPoller:
@@ -184,3 +208,48 @@ def test_capture_is_pinned_and_real_time_scheduled_as_configured(
         assert os.sched_getparam(pid).sched_priority == 5
     front = stack.status()["services"]["mjpeg"]["pid"]
     assert os.sched_getscheduler(front) == os.SCHED_OTHER
+
+
+def test_up_with_stdout_to_a_file_keeps_every_line(tmp_path: Path) -> None:
+    """Pins: once up became supervisord, its own writes to a stdout redirected to a file
+    (the URL line, supervisord's notices) went at its own offset, over the services' lines,
+    which supervisord appends through /dev/stdout: the log read "ocket ipc://…"."""
+    port = free_port()
+    cfg = tmp_path / "c.json"
+    cfg.write_text(
+        json.dumps(
+            {
+                "titanium": {
+                    "cameras": [{"device": "testpattern", "resolution": "320x240"}],
+                    "runtime_dir": str(tmp_path / "run"),
+                    "state_dir": str(tmp_path / "state"),
+                    "http": {"listen": f"127.0.0.1:{port}"},
+                }
+            }
+        )
+    )
+    log = tmp_path / "up.log"
+    with log.open("w") as out:
+        up = subprocess.Popen(
+            [TITANIUMCTL, "up", "--config", str(cfg)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while "Titanium is streaming" not in log.read_text():
+            assert time.monotonic() < deadline and up.poll() is None, log.read_text()
+            time.sleep(0.1)
+    finally:
+        code = terminate(up, 30)
+    text = log.read_text()
+    assert code == 0, text
+    lines = text.splitlines()
+    assert f"Titanium is streaming. Open http://127.0.0.1:{port}/" in lines, text
+    assert any(line.endswith(f"serving on http://127.0.0.1:{port}/") for line in lines), text
+    assert any(line.endswith("received SIGTERM indicating exit request") for line in lines), text
+    ours = ("camera cam0: ", "Titanium is streaming. ")
+    dated = re.compile(r"\d{4}-\d\d-\d\d \d\d:")
+    torn = [ln for ln in lines if not (dated.match(ln) or ln.startswith(ours))]
+    assert not torn, text
