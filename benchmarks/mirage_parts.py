@@ -93,7 +93,8 @@ class Proxy(Child):
         turn = {"secret": TURN_SECRET, "urls": [f"turn:127.0.0.1:{turn_port}?transport=udp"]}
         # Every viewer and exchange of the benchmark comes from 127.0.0.1 as fast as it can:
         # the limits are lifted so that what is measured is the proxy's own cost.
-        limits = {k: 10000 for k in ("address_burst", "token_burst", "device_burst")}
+        bursts = ("address_burst", "token_burst", "device_burst")
+        limits: dict[str, float] = {k: 10000 for k in bursts}
         limits |= {k: 10000.0 for k in ("address_rate", "token_rate", "device_rate")}
         limits |= {"sessions_per_token": 10000, "sessions_per_device": 10000}
         doc = {
