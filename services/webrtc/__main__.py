@@ -21,7 +21,7 @@ from titanium.common.rpc import serve
 from titanium.common.service import Service, run_until_cancelled, service_config
 from titanium.services.webrtc import proof
 from titanium.services.webrtc.feed import EncodedFeed
-from titanium.services.webrtc.ice import bound_gathering, gather_on
+from titanium.services.webrtc.ice import bound_gathering, gather_on, keep_checking
 from titanium.services.webrtc.manager import SessionManager
 
 log = logging.getLogger("titanium.webrtc")
@@ -80,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     proof.install()
     gather_on(config.webrtc.ice_addresses)
     bound_gathering()
+    keep_checking()
     started = time.monotonic()
     service.run_async(run(config, service))
     log.info("stopped after %.0f s", time.monotonic() - started)

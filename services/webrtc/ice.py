@@ -3,6 +3,7 @@ H.264 first in every video transceiver, and remote candidates from signalling.""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import logging
 from collections.abc import Sequence
@@ -20,6 +21,8 @@ LOOPBACK = "127.0.0.1"
 _original_host_addresses = aioice.ice.get_host_addresses
 _original_server_reflexive = aioice.ice.server_reflexive_candidate
 _original_component_candidates = aioice.ice.Connection.get_component_candidates
+_original_connect = aioice.ice.Connection.connect
+_original_close = aioice.ice.Connection.close
 # How long an answer (or our offer) waits for STUN and TURN candidates: a STUN or TURN
 # server on the LAN or across the internet answers within a few hundred milliseconds.
 GATHER_TIMEOUT = 1.0
@@ -96,6 +99,60 @@ def bound_gathering(seconds: float = GATHER_TIMEOUT) -> None:
         )
 
     aioice.ice.Connection.get_component_candidates = component_candidates  # type: ignore[method-assign]
+
+
+# The pace of checks after ICE completed: aioice's own Ta is 20 ms; later checks are few.
+RECHECK_INTERVAL = 0.05
+_Pair = aioice.ice.CandidatePair
+
+
+def keep_checking() -> None:
+    """Keep running connectivity checks after ICE completed, so that the pair the browser
+    switches to is one we check and follow.
+
+    aioice 0.13 stops checking once the first pair is nominated: it cancels the checks in
+    flight (their pairs stay "in progress" for good, so a later USE-CANDIDATE on one is
+    never acted on) and never checks a remote candidate trickled after that. Through two
+    NATs the viewer's srflx candidate often comes after the browser has nominated a relay
+    pair (it queues behind the mDNS host candidate, which aioice gives up on after ~1 s),
+    so our NAT never opened towards it and P2P could not form; and when the browser
+    (controlling) selects another pair later and nominates it, aioice follows only a pair
+    it checked itself, and goes on sending on the first one.
+
+    Here the cancelled checks are put back to Waiting and every Waiting or Frozen pair
+    is checked, paced, for the connection's life; a pair the peer nominated becomes the
+    one we send on when its check succeeds (aioice's check_complete). aioice has no
+    option for this: ``connect`` and ``close`` are replaced, once, for this process."""
+
+    async def connect(self: aioice.ice.Connection) -> None:
+        await _original_connect(self)
+        task = asyncio.create_task(_recheck(self))
+        self._titanium_recheck = task  # type: ignore[attr-defined]
+
+    async def close(self: aioice.ice.Connection) -> None:
+        task = getattr(self, "_titanium_recheck", None)
+        if task is not None:
+            task.cancel()
+        await _original_close(self)
+
+    aioice.ice.Connection.connect = connect  # type: ignore[method-assign]
+    aioice.ice.Connection.close = close  # type: ignore[method-assign]
+
+
+async def _recheck(conn: aioice.ice.Connection) -> None:
+    while not conn._closing:
+        started = False
+        for pair in conn._check_list:
+            task = pair.task
+            if pair.state == _Pair.State.IN_PROGRESS and task is not None and task.done():
+                pair.task = None
+                pair.state = _Pair.State.WAITING
+        for pair in conn._check_list:
+            if pair.state in (_Pair.State.WAITING, _Pair.State.FROZEN) and pair.task is None:
+                conn.check_start_task(pair)
+                started = True
+                break
+        await asyncio.sleep(RECHECK_INTERVAL if started else 4 * RECHECK_INTERVAL)
 
 
 def is_loopback(address: str) -> bool:

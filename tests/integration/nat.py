@@ -12,7 +12,9 @@ root namespace's routes are only read (``N`` is chosen so no subnet overlaps the
 namespace name ends in ``-<pid>``; :meth:`Nat.close` deletes them all and stops every
 process the harness started, also when a test fails. The routers are stateful (forward
 policy drop, established/related accepted), so unsolicited inbound traffic is dropped as on
-a home router; masquerade keeps source ports where it can, so UDP hole punching works.
+a home router; the internet drops, silently, what is addressed to nobody it routes (a LAN's
+private address, say), as the real one does; masquerade keeps source ports where it can, so
+UDP hole punching works.
 
 One topology per test module (built in ~0.2 s here; coturn is shared the same way)::
 
@@ -69,6 +71,8 @@ from tests.stack import Child, terminate
 UdpDrop = Literal["between-nats", "viewer-all"]
 # The harness's own nft table in each router and the internet: reset() flushes only it.
 SWITCH_TABLE = "ti_switch"
+# Where the internet namespace's default route leads (TEST-NET-1; see _void_default_route).
+VOID_DEV, VOID_GW, VOID_MAC = "void", "192.0.2.1", "02:00:00:00:00:01"
 TOOLS = {"ip": "iproute2", "nft": "nftables", "tc": "iproute2", "turnserver": "coturn"}
 
 
@@ -318,10 +322,25 @@ class Nat:
         # The internet routes between the two routers' public addresses (for P2P), and
         # knows nothing of either LAN.
         self.run(self.internet, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self._void_default_route()
         self._nft(self.internet, f"add table ip {SWITCH_TABLE}")
         self._nft(
             self.internet,
             f"add chain ip {SWITCH_TABLE} forward {{ type filter hook forward priority -10; }}",
+        )
+
+    def _void_default_route(self) -> None:
+        """The internet's default route leads to a veth whose other end is down, through a
+        fixed neighbour, so a packet to an address nobody routes (a private LAN address the
+        browser offered as a candidate) is dropped silently, as on the real internet. With
+        no route, coturn's send to such a peer failed at once (ENETUNREACH) and coturn then
+        closed that client's whole TCP allocation ("reason: general"), resetting the
+        viewer's TURN-over-TCP connection: relay over TCP never played here."""
+        self._ip(self.internet, f"link add {VOID_DEV} type veth peer name {VOID_DEV}-end")
+        self._ip(self.internet, f"link set {VOID_DEV} up")
+        self._ip(self.internet, f"route add default via {VOID_GW} dev {VOID_DEV} onlink")
+        self._ip(
+            self.internet, f"neigh add {VOID_GW} lladdr {VOID_MAC} dev {VOID_DEV} nud permanent"
         )
 
     def _router_rules(self, router: str) -> None:

@@ -27,6 +27,7 @@ import pytest
 from aiohttp import web
 from aiortc import RTCPeerConnection
 
+from tests.integration.browser import Page
 from tests.integration.conftest import TITANIUMCTL, Stack
 from tests.integration.nat import Nat
 from tests.integration.netns import inside
@@ -35,6 +36,8 @@ from tests.stack import Child
 PROXY_PORT = 8443
 CAMERA = "cam0"
 PLAYER = "document.querySelector('titanium-video')"
+FRAMES = 60
+CASE_TIMEOUT = 30  # each playback bound; the module's setup is apart
 
 
 class RemoteProxy:
@@ -193,6 +196,52 @@ def _clean(world: World) -> Iterator[None]:
     world.nat.reset()
 
 
+def _played(page: Page) -> dict[str, Any]:
+    """The element's stats once it decoded FRAMES frames, with a selected route."""
+    stats: dict[str, Any] = page.wait_for(
+        f"{PLAYER} && {PLAYER}.stats.framesDecoded >= {FRAMES} && {PLAYER}.stats.route"
+        f" && {PLAYER}.stats",
+        CASE_TIMEOUT,
+    )
+    return stats
+
+
+# What the browser's peer connection received: tells "no packets" from "no keyframe".
+RTP_JS = f"""(async () => {{
+  const pc = {PLAYER}?.peerConnection;
+  if (!pc) return "no peer connection";
+  const out = [pc.iceConnectionState, pc.connectionState];
+  const report = await pc.getStats();
+  const kind = (id) => report.get(id)?.candidateType + "/" + report.get(id)?.protocol;
+  report.forEach((s) => {{
+    if (s.type === "candidate-pair" && (s.bytesReceived || s.nominated || s.selected))
+      out.push({{pair: kind(s.localCandidateId) + ">" + kind(s.remoteCandidateId),
+        state: s.state, nominated: s.nominated, rx: s.bytesReceived, tx: s.bytesSent}});
+    if (s.type === "inbound-rtp") out.push({{packets: s.packetsReceived,
+      frames: s.framesReceived, keys: s.keyFramesDecoded, plis: s.pliCount}});
+  }});
+  return JSON.stringify(out);
+}})()"""
+
+
+def _watch(world: World, suffix: str) -> dict[str, Any]:
+    browser = world.nat.browser()
+    try:
+        page = browser.open(world.view_url(suffix))
+        try:
+            return _played(page)
+        except AssertionError as e:
+            assert world.nat.coturn is not None
+            stats = page.eval(f"{PLAYER} && JSON.stringify({PLAYER}.stats)")
+            stats += " " + str(page.eval(RTP_JS, 10))
+            raise AssertionError(
+                f"{e}\nlast stats {stats}\n{page.diagnostics()}\n-- coturn:\n"
+                f"{world.nat.coturn.tail()}\n-- printer:\n{world.stack.log()}"
+            ) from None
+    finally:
+        browser.close()
+
+
 def test_the_view_page_has_no_token_and_the_scripts_allow_any_origin(world: World) -> None:
     """Pins: the proxy served no page and no viewer scripts (404), so a remote viewer had
     nothing to open; and a token given in ?token= must never be rendered into the HTML."""
@@ -236,6 +285,38 @@ def test_without_a_token_the_page_asks_for_one_and_keeps_it_in_the_fragment(
         assert page.eval("document.getElementById('ask').hidden")
     finally:
         browser.close()
+
+
+def test_p2p_through_both_nats(world: World) -> None:
+    """Pins issue 11's "P2P through NAT": the viewer behind its NAT decodes >= 60 frames from
+    the printer behind its own, and the selected pair is not a relay (kind 'nat'). It failed
+    when the printer's aioice stopped checking at the first nomination (a relay pair): the
+    viewer's srflx candidate, trickled later, was never checked, so the printer's NAT never
+    opened towards it (ice.keep_checking)."""
+    stats = _watch(world, f"?token={world.token}")
+    assert stats["route"]["kind"] == "nat", stats
+
+
+def test_relay_over_udp_when_udp_between_the_nats_is_dropped(world: World) -> None:
+    """Pins issue 11's "Relay" over UDP: with no UDP between the two NATs, video still
+    arrives, through coturn over UDP. Either peer may hold the relay candidate of the pair;
+    when it is the printer's, the viewer's leg to coturn is its own (UDP) candidate's."""
+    world.nat.drop_udp("between-nats")
+    stats = _watch(world, f"#token={world.token}")
+    route = stats["route"]
+    assert route["kind"] == "relay", stats
+    assert (route["relayProtocol"] or route["protocol"]) == "udp", stats
+
+
+def test_relay_over_tcp_when_the_viewer_has_no_udp(world: World) -> None:
+    """Pins issue 11's "Relay" over TCP: the viewer's router forwards no UDP at all, and the
+    video arrives through coturn over TCP. It never played while coturn's sends to a private
+    address failed with ENETUNREACH in the harness, which made coturn close the viewer's
+    TCP allocation (nat.py's silent default route)."""
+    world.nat.drop_udp("viewer-all")
+    stats = _watch(world, f"#token={world.token}")
+    route = stats["route"]
+    assert route["kind"] == "relay" and route["relayProtocol"] == "tcp", stats
 
 
 ORIGIN_PAGE = """<!doctype html><html><body><script type="module">

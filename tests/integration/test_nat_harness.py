@@ -116,9 +116,21 @@ def test_traffic_to_the_internet_comes_from_the_routers_public_addresses(nat: Na
     assert reply == f"{nat.printer_wan}:40000"
 
 
+def test_the_internet_drops_packets_to_a_private_address_silently(nat: Nat) -> None:
+    """Pins: the internet namespace had no route for a LAN's private address, so coturn's
+    send to such a peer (a browser's host candidate) failed at once with ENETUNREACH and
+    coturn closed the viewer's whole TURN-over-TCP allocation; on the real internet such a
+    packet is dropped on the way and the sender never hears of it."""
+    with inside(nat.internet):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with sock:
+        for _ in range(3):
+            sock.sendto(b"to nobody", (nat.printer_ip, PORT))
+
+
 def test_the_viewer_cannot_reach_the_printers_private_address(nat: Nat) -> None:
     """The LANs are private: a listener on the printer's LAN address answers the printer
-    itself, and the viewer's connection to that address fails (no route in the internet)."""
+    itself, and the viewer's connection to that address fails (the internet drops it)."""
     with inside(nat.printer):
         server = socket.create_server((nat.printer_ip, PORT))
         own = socket.create_connection((nat.printer_ip, PORT), timeout=5)
