@@ -117,7 +117,9 @@ class Subscriber:
         self._sock.setsockopt(zmq.LINGER, 0)
         self._sock.setsockopt(zmq.RCVHWM, hwm)
         # Topics are prefixes on the wire; the exact type is checked again after decoding.
-        for topic in {t.TOPIC for t in self.types} or {b""}:
+        self._topics = sorted({t.TOPIC for t in self.types} or {b""})
+        self.paused = False
+        for topic in self._topics:
             self._sock.setsockopt(zmq.SUBSCRIBE, topic)
         for endpoint in endpoints:
             self._sock.connect(endpoint)
@@ -129,6 +131,24 @@ class Subscriber:
 
     def connect(self, endpoint: str) -> None:
         self._sock.connect(endpoint)
+
+    def pause(self) -> None:
+        """Stop taking our topics. The publishers filter them out from then on (PUB-side
+        filtering), so nothing is sent, received or woken for; what was queued before
+        still drains."""
+        if not self.paused:
+            self.paused = True
+            for topic in self._topics:
+                self._sock.setsockopt(zmq.UNSUBSCRIBE, topic)
+
+    def resume(self) -> None:
+        """Take our topics again, from the next message each publisher sends."""
+        if self.paused:
+            self.paused = False
+            # The publishers numbered on while we were away: that gap is not a loss.
+            self._last.clear()
+            for topic in self._topics:
+                self._sock.setsockopt(zmq.SUBSCRIBE, topic)
 
     def take(self, frames: list[bytes]) -> Message | None:
         """The message in ``frames`` when it is one of ours, else None (a malformed one is

@@ -151,7 +151,7 @@ class EncoderStatus(Message):
     """What an encoder is doing, published about once a second."""
 
     TOPIC: ClassVar[bytes] = b"encoder"
-    VERSION: ClassVar[int] = 2  # 2: fps
+    VERSION: ClassVar[int] = 3  # 2: fps; 3: frames_heard
     camera: str
     backend: str  # 'libx264', 'h264_v4l2m2m', 'passthrough', '' before the first frame
     active: bool  # encoding now (someone watches)
@@ -164,6 +164,7 @@ class EncoderStatus(Message):
     skipped: int  # source frames dropped because the encoder was behind
     error: str = ""
     fps: int = 0  # the frame rate its time base, GOP and bit budget are set for
+    frames_heard: int = 0  # FrameReady messages received at all (none while idle)
 
 
 @dataclass(frozen=True)

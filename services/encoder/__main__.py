@@ -45,13 +45,22 @@ def run_encoder(
     poller.register(orders.socket, zmq.POLLIN)
     factory = BackendFactory(camera.encoder, EncoderSettings.of(camera))
     encoder = Encoder(camera, factory, endpoints.ring_name(camera.id, "h264"), pub.send, started)
+    frames.pause()  # nobody watches yet: no FrameReady reaches us until someone does
     try:
         while not stopping.is_set():
             poller.poll(POLL_MS)
             for msg in orders.drain():
                 encoder.on_message(msg)
+            # Frames only while someone watches: an idle encoder wakes for its orders and
+            # its heartbeat, not 30 times a second to pass a frame over. Resubscribing
+            # starts at capture's next frame, which the demand makes an IDR.
+            if encoder.idle_check():
+                frames.resume()
+            else:
+                frames.pause()
             # Newest frame wins: everything queued behind it is passed over and counted.
             ready = [m for m in frames.drain() if isinstance(m, FrameReady)]
+            encoder.frames_heard += len(ready)
             if ready:
                 encoder.on_frame(ready[-1], len(ready) - 1 if encoder.active else 0)
             encoder.tick()

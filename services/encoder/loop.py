@@ -67,6 +67,7 @@ class Encoder:
         self._extradata = b""
         self.active = False
         self.frames_in = self.frames_out = self.keyframes = self.skipped = 0
+        self.frames_heard = 0  # FrameReady received, encoded or not: 0 growth while idle
         self.error = ""
         self._ring = RingFollower()
         self._force_next = False  # an IDR owed: a dropped frame broke the reference chain
@@ -273,6 +274,7 @@ class Encoder:
             skipped=self.skipped,
             error=self.error,
             fps=self.factory.settings.fps,
+            frames_heard=self.frames_heard,
         )
 
     def _publish(self, msg: Message) -> None:

@@ -57,7 +57,10 @@ async def run(config: Config, service: Service) -> None:
     heard = [endpoints.webrtc_pub(), endpoints.mjpeg_pub()]
     for cam in config.cameras:
         heard += [endpoints.capture_pub(cam.id), endpoints.encoder_pub(cam.id)]
-    sub = Subscriber(ctx, heard, (Heartbeat, CameraStatus, ViewerCount))
+    # A plain socket, read in the sample loop: heartbeats, camera status and viewer
+    # counts (several a second) wait in its queue instead of each waking the event loop.
+    plain: zmq.Context[Any] = zmq.Context.shadow(ctx.underlying)
+    sub = Subscriber(plain, heard, (Heartbeat, CameraStatus, ViewerCount))
     publish = pub.publish
 
     available = os.sched_getaffinity(0)  # before the governor pins itself
@@ -77,10 +80,13 @@ async def run(config: Config, service: Service) -> None:
     control = Control(gov, moonraker)
 
     async def sample() -> None:
-        # The load rule decides at the CPU's pace, everything else at sample_interval.
+        # The load rule decides at the CPU's pace, everything else at sample_interval;
+        # what the bus said, the repeats and the heartbeat go with the same wake-ups.
         period = min(g.cpu_interval, g.sample_interval)
-        full_at = float("-inf")
+        full_at = repeat_at = float("-inf")
         while True:
+            for msg in sub.drain():
+                gov.on_message(msg)
             now = gov.clock()
             if now - full_at >= g.sample_interval - period / 2:  # sleeps run late, not early
                 full_at = now
@@ -88,18 +94,14 @@ async def run(config: Config, service: Service) -> None:
                 gov.actuate(ACTUATE_RECHECK)
             gov.sample_cpu()
             gov.decide()
-            await asyncio.sleep(period)
-
-    async def repeat() -> None:
-        while True:
-            gov.repeat()
-            gov.pids["governor"] = (os.getpid(), gov.clock())
-            publish(Heartbeat("governor", os.getpid(), service.started, **bus.losses()))
-            await asyncio.sleep(REPEAT_PERIOD)
-
-    async def listen() -> None:
-        async for msg in sub:
-            gov.on_message(msg)
+            if now - repeat_at >= REPEAT_PERIOD - period / 2:
+                repeat_at = now
+                gov.repeat()
+                gov.pids["governor"] = (os.getpid(), gov.clock())
+                publish(Heartbeat("governor", os.getpid(), service.started, **bus.losses()))
+            # Five wake-ups a second only while the load rule can act on them; otherwise
+            # nothing changes between full samples. A print starting is seen at the next.
+            await asyncio.sleep(period if gov.load_rule_live() else g.sample_interval)
 
     log.info(
         "print protection %s; control socket %s",
@@ -107,8 +109,7 @@ async def run(config: Config, service: Service) -> None:
         endpoints.governor_rpc(),
     )
     await run_until_cancelled(
-        [sample(), repeat(), listen(), serve(rpc, control.handlers())]
-        + ([poller.run()] if poller is not None else []),
+        [sample(), serve(rpc, control.handlers())] + ([poller.run()] if poller is not None else []),
         [pub.close, rpc.close, sub.close, ctx.term, lambda: unlink_ipc(endpoints.governor_rpc())],
     )
 

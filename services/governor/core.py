@@ -131,9 +131,22 @@ class Governor:
             },
         )
 
+    def load_rule_live(self) -> bool:
+        """Whether decisions are due every ``cpu_interval`` rather than every full sample:
+        while printing (only then can the load rule step down) or while a hold runs (its
+        step is due ``step_down_after`` from its start, not at the next sample)."""
+        return self.printer.current().printing or self.state.pressure_since is not None
+
     def sample_cpu(self) -> None:
         """Read the load rule's CPU (every ``cpu_interval``: one short read of /proc/stat,
-        where the full sample costs a few milliseconds)."""
+        where the full sample costs more), only while printing: otherwise the rule cannot
+        fire, and the window starts afresh when printing does."""
+        if not self.printer.current().printing:
+            self.probes.cpu_short.reset()
+            if self.board.readings.cpu_short is not None:
+                readings = dataclasses.replace(self.board.readings, cpu_short=None)
+                self.board = dataclasses.replace(self.board, readings=readings)
+            return
         cpu = self.probes.cpu_short.read()
         readings = dataclasses.replace(self.board.readings, cpu_short=cpu.total if cpu else None)
         self.board = dataclasses.replace(self.board, readings=readings)
