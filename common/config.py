@@ -147,6 +147,7 @@ class HttpConfig:
 @dataclass(frozen=True)
 class WebrtcConfig:
     ice_addresses: tuple[str, ...]
+    playout_delay_ms: tuple[int, int] | None
 
 
 @dataclass(frozen=True)
@@ -367,6 +368,20 @@ def _addresses(value: list[Any]) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _playout_delay(value: list[Any] | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    if (
+        len(value) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        or not 0 <= value[0] <= value[1] <= 40950
+        or value[0] % 10
+        or value[1] % 10
+    ):
+        raise ValueError("[min, max] in ms, multiples of 10, 0 ≤ min ≤ max ≤ 40950")
+    return (value[0], value[1])
+
+
 WEBRTC_FIELDS = (
     Field(
         "ice_addresses",
@@ -374,6 +389,14 @@ WEBRTC_FIELDS = (
         [],
         "local addresses for ICE host candidates; empty: every interface but loopback",
         _addresses,
+    ),
+    # Chromium's jitter buffer waits for its own estimate unless told: on a LAN, 0.
+    Field(
+        "playout_delay_ms",
+        (list, type(None)),
+        [0, 0],
+        "the playout-delay [min, max] sent to browsers; null: not negotiated",
+        _playout_delay,
     ),
 )
 

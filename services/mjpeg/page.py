@@ -27,12 +27,12 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.Response(text=page.read_text(), content_type="text/html")
 
 
-VIEWER_SCRIPTS = ("titanium-video.js", "timecode.js", "whep.js")
+VIEWER_SCRIPTS = ("titanium-video.js", "timecode.js", "whep.js", "mjpegcanvas.js")
 
 
 async def viewer_script(request: web.Request) -> web.Response:
     """The ``<titanium-video>`` element and the modules it imports (``/titanium-video.js``,
-    ``/timecode.js``, ``/whep.js``): plain ES modules, no build step."""
+    ``/timecode.js``, ``/whep.js``, ``/mjpegcanvas.js``): plain ES modules, no build step."""
     name = request.match_info["script"] + ".js"
     if name not in VIEWER_SCRIPTS:
         raise web.HTTPNotFound(text=f"no script {name}\n")

@@ -65,6 +65,7 @@ from titanium.services.webrtc.ice import (
     prefer_h264,
     strip_mdns_candidates,
 )
+from titanium.services.webrtc.playout import offer_playout_delay, send_playout_delay
 from titanium.services.webrtc.session import Feedback, Owner, Session
 from titanium.services.webrtc.track import EncodedVideoTrack
 from titanium.services.webrtc.turnprobe import rtc_configuration
@@ -90,6 +91,8 @@ class SessionManager:
         self._publish = publish
         self._loopback_only = loopback_only
         self.admission = ViewerAdmission("low", "")
+        if config.webrtc.playout_delay_ms is not None:
+            offer_playout_delay()
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Any]]:
         return {
@@ -124,6 +127,7 @@ class SessionManager:
         # Our transceiver first, H.264 preferred, so the offer's video section binds to it.
         video = pc.addTransceiver(session.track, direction="sendonly")
         prefer_h264(video)
+        self._playout(video.sender)
         try:
             if self._loopback_only:
                 sdp = strip_mdns_candidates(sdp)
@@ -155,6 +159,7 @@ class SessionManager:
             session.start_keepalive(pc.createDataChannel("keepalive"))
         video = pc.addTransceiver(session.track, direction="sendonly")
         prefer_h264(video)
+        self._playout(video.sender)
         await pc.setLocalDescription(await pc.createOffer())
         self._started(session, video.sender)
         return {"session": session.id, "sdp": pc.localDescription.sdp}
@@ -305,6 +310,10 @@ class SessionManager:
         if feed is None:
             raise RpcError("not_found", f"no camera {camera!r}; cameras: {', '.join(self.feeds)}")
         return feed
+
+    def _playout(self, sender: Any) -> None:
+        if self.config.webrtc.playout_delay_ms is not None:
+            send_playout_delay(sender, self.config.webrtc.playout_delay_ms)
 
     def _started(self, session: Session, sender: Any) -> None:
         session.watch_rtcp(sender)

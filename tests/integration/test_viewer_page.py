@@ -20,8 +20,9 @@ PLAYER = "document.querySelector('titanium-video')"
 # viewer's own JavaScript decoder reads from the same pixels.
 STRIP_JS = """(async () => {
   const player = document.querySelector('titanium-video');
-  const img = player.shadowRoot.querySelector('img');
-  const w = img.naturalWidth, h = img.naturalHeight;
+  // MJPEG is drawn on a canvas (or, as the fallback, in an <img>): whichever is shown.
+  const img = [...player.shadowRoot.querySelectorAll('img, canvas')].find((e) => !e.hidden);
+  const w = img.naturalWidth ?? img.width, h = img.naturalHeight ?? img.height;
   const sw = Math.round(w / 80 * 34), sh = Math.round(w / 80 * 4);
   const canvas = document.createElement('canvas');
   canvas.width = sw;
@@ -59,8 +60,8 @@ def test_page_plays_mjpeg_through_the_viewer_element(
     try:
         page.wait_for(f"{PLAYER}?.stats.mode === 'mjpeg' && {PLAYER}.stats.framesDecoded > 10", 15)
         size = page.eval(
-            f"[{PLAYER}.shadowRoot.querySelector('img').naturalWidth,"
-            f" {PLAYER}.shadowRoot.querySelector('img').naturalHeight]"
+            f"[...{PLAYER}.shadowRoot.querySelectorAll('img, canvas')].filter((e) => !e.hidden)"
+            ".map((e) => [e.naturalWidth ?? e.width, e.naturalHeight ?? e.height])[0]"
         )
         assert size == [640, 480]
 

@@ -1,5 +1,5 @@
-// <titanium-video>: one Titanium camera in a page. WebRTC over WHEP first, MJPEG in an
-// <img> as the fallback, reconnecting with backoff, and a small overlay with the mode, fps,
+// <titanium-video>: one Titanium camera in a page. WebRTC over WHEP first, MJPEG as the
+// fallback (read with fetch and drawn to a canvas, mjpegcanvas.js; else in an <img>), reconnecting with backoff, and a small overlay with the mode, fps,
 // bitrate and — when the source is Titanium's test pattern — the live capture-to-screen
 // latency read from the timecode strip drawn into every frame (common/timecode.py).
 //
@@ -16,14 +16,15 @@
 // and camera-id signals WHEP through ${mirage-server}/d/${device}/whep/${camera-id}?token=T.
 // The proxy carries no video, so there is no MJPEG fallback then.
 // For tests and tools: element.stats → {mode, state, framesDecoded, fps, bitrateKbps,
-// latencyMs, width, height, codec, route, error} (route: how the video arrives, {kind:
-// direct | nat | relay, local, remote, protocol, relayProtocol}, from the selected ICE
-// candidate pair), element.latencySamples (recent latencies in ms), element.peerConnection
+// latencyMs, width, height, codec, route, error, mjpegReader} (route: how the video arrives,
+// {kind: direct | nat | relay, local, remote, protocol, relayProtocol}, from the selected ICE
+// candidate pair; mjpegReader: canvas | img, how MJPEG is drawn), element.latencySamples (recent latencies in ms), element.peerConnection
 // (the live RTCPeerConnection in WebRTC mode), element.reconnect().
 //
 // Every URL is relative: nginx serves Titanium under prefixes such as /webcam/ that the page
 // cannot know.
 
+import { CanvasMjpegReader, canvasMjpegSupported } from "./mjpegcanvas.js";
 import { StripReader } from "./timecode.js";
 import { inboundVideoStats, routeLabel, selectedRoute, WhepError, WhepSession } from "./whep.js";
 
@@ -42,7 +43,7 @@ const LATENCY_SAMPLES = 1000;
 const STYLE = `
   :host { display: inline-block; position: relative; background: #000; line-height: 0;
           min-width: 160px; min-height: 90px; }
-  video, img { display: block; max-width: 100%; height: auto; }
+  video, img, canvas { display: block; max-width: 100%; height: auto; }
   [hidden] { display: none !important; }
   .overlay { position: absolute; left: 6px; bottom: 6px; padding: 2px 6px; border-radius: 3px;
              background: rgba(0, 0, 0, 0.6); color: #eee; line-height: 1.4;
@@ -86,9 +87,12 @@ export class TitaniumVideo extends HTMLElement {
     root.innerHTML = `<style>${STYLE}</style>
       <video muted playsinline autoplay hidden></video>
       <img alt="" hidden>
+      <canvas hidden></canvas>
       <div class="overlay" part="overlay">connecting…</div>`;
     this.video = root.querySelector("video");
     this.img = root.querySelector("img");
+    this.canvas = root.querySelector("canvas");
+    this.mjpegReader = null;
     this.overlay = root.querySelector(".overlay");
     this.video.muted = true; // the property, not just the attribute, unlocks autoplay
     this.strip = new StripReader();
@@ -378,12 +382,14 @@ export class TitaniumVideo extends HTMLElement {
       ? this.endpoint("stream", { t: Date.now() }) // a new URL forces a new request
       : this.endpoint("stream");
     this.mjpegAttempts = (this.mjpegAttempts ?? 0) + 1;
+    if (canvasMjpegSupported() && !this.mjpegImgOnly) return this.playMjpegCanvas(gen, url);
     const playing = () => {
       if (gen !== this.generation || img !== this.img || !this.mjpegPending) return;
       this.mjpegPending = false;
       img.hidden = false;
       this.video.hidden = true;
       this.resetFigures("mjpeg");
+      this.stats.mjpegReader = "img";
       this.lastProgress = performance.now();
       this.mjpegBackoff.reset();
       this.watchByAnimationFrame(img, gen, "mjpeg");
@@ -413,6 +419,44 @@ export class TitaniumVideo extends HTMLElement {
     this.later(100, poll, gen);
   }
 
+  // fetch + createImageBitmap + canvas: shown a refresh earlier than <img> in Chromium. A
+  // stream that fails before its first frame (a proxy without CORS for another origin, an
+  // old browser's fetch) falls back to <img> for good.
+  playMjpegCanvas(gen, url) {
+    const opened = performance.now();
+    const canvas = this.canvas;
+    const onFrame = () => {
+      if (gen !== this.generation || !this.mjpegPending) return;
+      this.mjpegPending = false;
+      canvas.hidden = false;
+      this.video.hidden = true;
+      this.resetFigures("mjpeg");
+      this.stats.mjpegReader = "canvas";
+      this.lastProgress = performance.now();
+      this.mjpegBackoff.reset();
+      this.watchByAnimationFrame(canvas, gen, "mjpeg");
+    };
+    const onEnd = (reason, drawn) => {
+      if (gen !== this.generation) return;
+      if (drawn === 0) {
+        this.log(`${reason}; MJPEG through <img> instead`);
+        this.mjpegImgOnly = true;
+        this.stopMjpeg();
+        return this.playMjpeg(gen);
+      }
+      this.mjpegRetry(gen, reason);
+    };
+    const poll = () => {
+      if (gen !== this.generation || !this.mjpegPending || this.mjpegReader === null) return;
+      if (performance.now() - opened > MJPEG_FIRST_FRAME_MS) {
+        return this.mjpegRetry(gen, `no MJPEG frame in ${MJPEG_FIRST_FRAME_MS / 1000} s`);
+      }
+      this.later(100, poll, gen);
+    };
+    this.mjpegReader = new CanvasMjpegReader(url, canvas, onFrame, onEnd);
+    this.later(100, poll, gen);
+  }
+
   mjpegRetry(gen, reason) {
     this.stopMjpeg();
     this.stats.error = reason;
@@ -424,6 +468,9 @@ export class TitaniumVideo extends HTMLElement {
 
   stopMjpeg() {
     this.mjpegPending = false;
+    this.mjpegReader?.stop();
+    this.mjpegReader = null;
+    this.canvas.hidden = true;
     const img = this.img;
     img.onload = img.onerror = null;
     if (img.hasAttribute("src")) {
@@ -474,8 +521,8 @@ export class TitaniumVideo extends HTMLElement {
     const onFrame = (t) => {
       if (gen !== this.generation || this.stats.mode !== mode) return;
       if (source.isConnected) {
-        const w = source.naturalWidth || source.videoWidth;
-        const h = source.naturalHeight || source.videoHeight;
+        const w = source.naturalWidth || source.videoWidth || source.width;
+        const h = source.naturalHeight || source.videoHeight || source.height;
         this.sample(source, w, h, performance.timeOrigin + t);
       }
       requestAnimationFrame(onFrame);

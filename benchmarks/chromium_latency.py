@@ -1,0 +1,159 @@
+"""Capture → shown in headless Chromium, read from the timecode strip: the ``<titanium-video>``
+element in WebRTC mode (with Chromium's jitter buffer per emitted frame from getStats) and
+in MJPEG mode, and the MJPEG path taken apart stage by stage in the same browser.
+
+    python -m benchmarks.chromium_latency [--size 1280x720] [--fps 30] [--duration 10]
+                                          [--playout 0,0 | none] [--modes webrtc,mjpeg,stages]
+
+``--playout none`` leaves ``titanium.webrtc.playout_delay_ms`` out of the config (what a
+build without the key runs). ``stages`` reads ``/stream`` with fetch in the page and, per
+frame: bytes complete (last byte of the JPEG arrived) − capture, ``createImageBitmap``
+decode, strip read, and the next animation frame after drawing to a canvas − capture.
+The element's own MJPEG figure samples its ``<img>`` once per animation frame.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from tests.integration.browser import Browser, Page
+from tests.stack import Stack
+
+PLAYER = "document.querySelector('titanium-video')"
+
+JITTER_JS = f"""(async () => {{
+  const report = await {PLAYER}.peerConnection.getStats();
+  let s = null;
+  report.forEach((r) => {{ if (r.type === 'inbound-rtp' && r.kind === 'video') s = r; }});
+  return [s.jitterBufferDelay, s.jitterBufferTargetDelay, s.jitterBufferEmittedCount];
+}})()"""
+
+# (seconds) → {arrive, decode, read, shown}: lists of ms, one entry per frame.
+STAGES_JS = """async (seconds) => {
+  const { StripReader } = await import('./timecode.js');
+  const strip = new StripReader();
+  const canvas = document.createElement('canvas');
+  document.body.appendChild(canvas);
+  const ctx = canvas.getContext('2d');
+  const now = () => performance.timeOrigin + performance.now();
+  const out = {arrive: [], decode: [], read: [], shown: []};
+  const controller = new AbortController();
+  const res = await fetch('stream', {signal: controller.signal});
+  const reader = res.body.getReader();
+  let buf = new Uint8Array(0);
+  const end = performance.now() + seconds * 1000;
+  const indexOf = (a, b0, b1, from) => {
+    for (let i = from; i + 1 < a.length; i++) if (a[i] === b0 && a[i + 1] === b1) return i;
+    return -1;
+  };
+  while (performance.now() < end) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    const arrived = now();
+    const joined = new Uint8Array(buf.length + value.length);
+    joined.set(buf); joined.set(value, buf.length); buf = joined;
+    for (;;) {
+      const soi = indexOf(buf, 0xff, 0xd8, 0);
+      if (soi < 0) break;
+      const eoi = indexOf(buf, 0xff, 0xd9, soi + 2);
+      if (eoi < 0) { buf = buf.slice(soi); break; }
+      const jpeg = buf.slice(soi, eoi + 2);
+      buf = buf.slice(eoi + 2);
+      if (buf.length > 0 && indexOf(buf, 0xff, 0xd9, 0) >= 0) continue;  // newer one queued
+      const t0 = now();
+      const bitmap = await createImageBitmap(new Blob([jpeg], {type: 'image/jpeg'}));
+      const t1 = now();
+      const got = strip.read(bitmap, bitmap.width, bitmap.height);
+      const t2 = now();
+      if (canvas.width !== bitmap.width) {
+        canvas.width = bitmap.width;
+        canvas.height = bitmap.height;
+      }
+      ctx.drawImage(bitmap, 0, 0);
+      bitmap.close();
+      const shown = await new Promise((r) => requestAnimationFrame(() => r(now())));
+      if (got?.ms == null) continue;
+      out.arrive.push(arrived - got.ms);
+      out.decode.push(t1 - t0);
+      out.read.push(t2 - t1);
+      out.shown.push(shown - got.ms);
+    }
+  }
+  controller.abort();
+  return out;
+}"""
+
+
+def pct(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else 0.0
+
+
+def line(name: str, values: list[float]) -> str:
+    return (
+        f"  {name:<34} p50 {pct(values, 50):6.1f}  p95 {pct(values, 95):6.1f}  "
+        f"p99 {pct(values, 99):6.1f} ms  ({len(values)} frames)"
+    )
+
+
+def element(page: Page, seconds: float, webrtc: bool) -> list[str]:
+    page.wait_for(f"{PLAYER}?.stats.framesDecoded > 10", 30)
+    time.sleep(2)
+    page.eval(f"{PLAYER}.latencySamples.length = 0")
+    before = page.eval(JITTER_JS) if webrtc else None
+    time.sleep(seconds)
+    rows = [line("element: capture → shown", page.eval(f"{PLAYER}.latencySamples"))]
+    if before is not None:
+        after = page.eval(JITTER_JS)
+        n = max(1, after[2] - before[2])
+        rows.append(
+            f"  jitter buffer per emitted frame: delay {1000 * (after[0] - before[0]) / n:.2f} ms,"
+            f" target {1000 * (after[1] - before[1]) / n:.2f} ms"
+        )
+    return rows
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--size", default="1280x720")
+    ap.add_argument("--fps", type=int, default=30)
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--playout", default="0,0")
+    ap.add_argument("--modes", default="webrtc,mjpeg,stages")
+    args = ap.parse_args()
+    webrtc: dict[str, Any] = {"ice_addresses": ["127.0.0.1"]}
+    if args.playout != "none":
+        webrtc["playout_delay_ms"] = [int(x) for x in args.playout.split(",")]
+    camera = {"device": "testpattern", "resolution": args.size, "fps": args.fps}
+    print(f"{time.strftime('%Y-%m-%d %H:%M')}  load average {os.getloadavg()}  {args}")
+    with tempfile.TemporaryDirectory() as tmp, Browser.launch() as browser:
+        stack = Stack(Path(tmp), [camera], webrtc=webrtc)
+        try:
+            for mode in args.modes.split(","):
+                print(mode)
+                if mode == "stages":
+                    page = browser.open(stack.url("/status"))
+                    got = page.eval(f"({STAGES_JS})({args.duration})", timeout=args.duration + 30)
+                    print(line("bytes complete − capture", got["arrive"]))
+                    print(line("createImageBitmap decode", got["decode"]))
+                    print(line("strip read", got["read"]))
+                    print(line("canvas, next animation frame − capture", got["shown"]))
+                else:
+                    page = browser.open(stack.url(f"/?mode={mode}"))
+                    for row in element(page, args.duration, mode == "webrtc"):
+                        print(row)
+                page.close()
+        finally:
+            stack.stop()
+    print(f"load average after {os.getloadavg()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
