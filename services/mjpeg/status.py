@@ -72,6 +72,9 @@ async def status_document(app: web.Application) -> dict[str, Any]:
             "viewers": feed.viewers,
             "viewers_by_priority": dict(app[BUS].counts.get(cam.id, {})),
             "webrtc_viewers": rtc.get("viewers", 0),
+            # AUs the WebRTC service read, and split into RTP: once each for all viewers.
+            "webrtc_frames": rtc.get("taken", 0),
+            "webrtc_packetized": rtc.get("packetized", 0),
             "max_viewers": config.streaming.max_viewers,
             "error": st.error if st else "",
             "controls": st.controls if st else {},

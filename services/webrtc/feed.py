@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fractions import Fraction
 
+import av
 import zmq
 import zmq.asyncio
 
 from titanium.common.bus import Subscriber
 from titanium.common.messages import EncodedReady, EncoderStatus
 from titanium.common.ring import RingError, RingFollower
+from titanium.services.webrtc import fanout
 
 log = logging.getLogger("titanium.webrtc.feed")
+VIDEO_TIME_BASE = Fraction(1, 90000)
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,8 @@ class AccessUnit:
     ts_wall: float  # capture time of the source frame
     width: int
     height: int
+    # The one packet every viewer's sender gets for this AU: packed into RTP once (fanout.py).
+    packet: av.Packet = field(compare=False)
 
 
 class EncodedFeed:
@@ -42,6 +48,8 @@ class EncodedFeed:
         self.latest: AccessUnit | None = None
         self.status: EncoderStatus | None = None
         self.missed = 0  # AUs overwritten in the ring before they could be read
+        self.taken = 0  # AUs read from the ring (while anyone watched)
+        self.packetized = 0  # AUs split into RTP payloads: once each, whatever the viewers
         self._sub = Subscriber(ctx, [endpoint], (EncodedReady, EncoderStatus), hwm=256)
         self._ring = RingFollower()
         self._last: tuple[int, int] | None = None  # (ring_id, seq) of the last AU read
@@ -73,11 +81,28 @@ class EncodedFeed:
         contiguous = self._last is not None and self._last == (ready.ring_id, ready.seq - 1)
         self._last = (ready.ring_id, ready.seq)
         self._n += 1 if contiguous else 2
+        self.taken += 1
+        packet = av.Packet(data)
+        packet.pts = ready.pts
+        packet.time_base = VIDEO_TIME_BASE
+        if self.latest is not None:
+            fanout.forget(self.latest.packet)
+        fanout.share(packet, self._packed)
         self.latest = AccessUnit(
-            self._n, data, ready.keyframe, ready.pts, ready.ts_wall, ready.width, ready.height
+            self._n,
+            data,
+            ready.keyframe,
+            ready.pts,
+            ready.ts_wall,
+            ready.width,
+            ready.height,
+            packet,
         )
         event, self._new = self._new, asyncio.Event()
         event.set()
+
+    def _packed(self) -> None:
+        self.packetized += 1
 
     async def next_after(self, n: int) -> AccessUnit:
         """The newest AU newer than ``n``, waiting for it."""
@@ -86,5 +111,7 @@ class EncodedFeed:
         return self.latest
 
     def close(self) -> None:
+        if self.latest is not None:
+            fanout.forget(self.latest.packet)
         self._sub.close()
         self._ring.close()

@@ -217,7 +217,12 @@ class SessionManager:
 
         return {
             "cameras": {
-                cam: {"viewers": self._viewers(cam), "missed": feed.missed}
+                cam: {
+                    "viewers": self._viewers(cam),
+                    "missed": feed.missed,
+                    "taken": feed.taken,
+                    "packetized": feed.packetized,
+                }
                 for cam, feed in self.feeds.items()
             },
             "sessions": [s.describe() for s in self.sessions.values()],

@@ -1,17 +1,15 @@
 """The video track each viewer's peer connection sends: the encoder's access units as
-``av.Packet``s, which aiortc packs into RTP as they are (it never encodes them)."""
+``av.Packet``s, which aiortc packs into RTP as they are (it never encodes them). Every
+viewer of a camera gets the feed's one packet per AU, packed once for all (fanout.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from fractions import Fraction
 
 import av
 from aiortc.mediastreams import MediaStreamTrack
 
 from titanium.services.webrtc.feed import EncodedFeed
-
-VIDEO_TIME_BASE = Fraction(1, 90000)
 
 
 class EncodedVideoTrack(MediaStreamTrack):
@@ -46,9 +44,7 @@ class EncodedVideoTrack(MediaStreamTrack):
                 self.skipped += 1
                 continue
             self._want_key = False
-            packet = av.Packet(au.data)
-            packet.pts = au.pts
-            packet.time_base = VIDEO_TIME_BASE
             self.sent += 1
             self.last_ts_wall = au.ts_wall
-            return packet
+            # No await from here to aiortc's pack: the packet is still the feed's newest.
+            return au.packet
