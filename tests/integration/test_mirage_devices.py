@@ -12,6 +12,7 @@ import subprocess
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,13 @@ def write_config(tmp: Path, doc: dict[str, Any]) -> Path:
     return path
 
 
-@pytest.fixture
-def proxy(tmp_path: Path) -> Iterator[Proxy]:
+@contextmanager
+def serve(tmp_path: Path, **extra: Any) -> Iterator[Proxy]:
+    """A real ``titaniumctl mirage serve`` on 127.0.0.1 with ``extra`` in its config,
+    answering /health; stopped (and its output checked for tracebacks) at the end."""
     port = free_port()
-    config = write_config(
-        tmp_path, {"listen": f"127.0.0.1:{port}", "state_dir": str(tmp_path / "state")}
-    )
+    doc = {"listen": f"127.0.0.1:{port}", "state_dir": str(tmp_path / "state"), **extra}
+    config = write_config(tmp_path, doc)
     proc = subprocess.Popen(
         [TITANIUMCTL, "mirage", "serve", "--config", str(config)],
         stdout=subprocess.PIPE,
@@ -74,22 +76,30 @@ def proxy(tmp_path: Path) -> Iterator[Proxy]:
     )
     p = Proxy(config, f"http://127.0.0.1:{port}", proc)
     deadline = time.monotonic() + 20
-    while True:
-        try:
-            p.health()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the proxy did not answer /health in 20 s"
-            time.sleep(0.1)
-    yield p
-    if proc.returncode is None:
+    try:
+        while True:
+            try:
+                p.health()
+                break
+            except OSError:
+                assert proc.poll() is None, proc.communicate()[0]
+                assert time.monotonic() < deadline, "the proxy did not answer /health in 20 s"
+                time.sleep(0.1)
+        yield p
+    finally:
         proc.terminate()
         try:
-            proc.communicate(timeout=10)
+            out = proc.communicate(timeout=10)[0]
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            out = proc.communicate()[0]
+    assert "Traceback" not in out, out
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Iterator[Proxy]:
+    with serve(tmp_path) as p:
+        yield p
 
 
 async def dial(proxy: Proxy, hello: dict[str, Any]) -> tuple[aiohttp.ClientSession, Any]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -17,45 +15,11 @@ import aiohttp
 import pytest
 
 from tests.integration.conftest import TITANIUMCTL, free_port
-from tests.integration.test_mirage_devices import Proxy, write_config
+from tests.integration.test_mirage_devices import serve, write_config
 from tests.integration.test_mirage_signalling import make_offer, mint, post, printer
 from titanium.common.tokens import Tokens
 
 ADMIN_KEY = "k" * 40
-
-
-@contextmanager
-def serve(tmp_path: Path, **extra: Any) -> Iterator[Proxy]:
-    """A proxy with ``extra`` in its config, stopped (and its output checked) at the end."""
-    port = free_port()
-    doc = {"listen": f"127.0.0.1:{port}", "state_dir": str(tmp_path / "state"), **extra}
-    config = write_config(tmp_path, doc)
-    proc = subprocess.Popen(
-        [TITANIUMCTL, "mirage", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    p = Proxy(config, f"http://127.0.0.1:{port}", proc)
-    deadline = time.monotonic() + 20
-    try:
-        while True:
-            try:
-                p.health()
-                break
-            except OSError:
-                assert proc.poll() is None, proc.communicate()[0]
-                assert time.monotonic() < deadline, "the proxy did not answer /health in 20 s"
-                time.sleep(0.1)
-        yield p
-    finally:
-        proc.terminate()
-        try:
-            out = proc.communicate(timeout=10)[0]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            out = proc.communicate()[0]
-    assert "Traceback" not in out, out
 
 
 def from_address(address: str) -> aiohttp.ClientSession:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -19,8 +18,7 @@ import jwt
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
-from tests.integration.conftest import TITANIUMCTL, free_port
-from tests.integration.test_mirage_devices import Proxy, write_config
+from tests.integration.test_mirage_devices import Proxy, serve
 
 TURN = {"secret": "s" * 32, "urls": ["turn:127.0.0.1:3478?transport=udp", "turn:127.0.0.1:3478"]}
 
@@ -29,40 +27,9 @@ TURN = {"secret": "s" * 32, "urls": ["turn:127.0.0.1:3478?transport=udp", "turn:
 def proxy(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Proxy]:
     """A proxy with TURN configured and a 2 s signal_timeout (the 504 test waits that long),
     or the timeout a test gives as its indirect parameter."""
-    port = free_port()
-    config = write_config(
-        tmp_path,
-        {
-            "listen": f"127.0.0.1:{port}",
-            "state_dir": str(tmp_path / "state"),
-            "turn": TURN,
-            "signal_timeout": getattr(request, "param", 2),
-        },
-    )
-    proc = subprocess.Popen(
-        [TITANIUMCTL, "mirage", "serve", "--config", str(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    p = Proxy(config, f"http://127.0.0.1:{port}", proc)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            p.health()
-            break
-        except OSError:
-            assert proc.poll() is None, proc.communicate()[0]
-            assert time.monotonic() < deadline, "the proxy did not answer /health in 20 s"
-            time.sleep(0.1)
-    yield p
-    proc.terminate()
-    try:
-        out = proc.communicate(timeout=10)[0]
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out = proc.communicate()[0]
-    assert "Traceback" not in out, out
+    extra = {"turn": TURN, "signal_timeout": getattr(request, "param", 2)}
+    with serve(tmp_path, **extra) as p:
+        yield p
 
 
 def mint(proxy: Proxy, *args: str) -> tuple[str, str]:
