@@ -16,31 +16,20 @@ def test_content_type_has_an_unquoted_boundary_fluidd_can_parse() -> None:
     assert "no-store" in STREAM_HEADERS["Cache-Control"]
 
 
-def _bare(jpeg: bytes, timestamp: float) -> bytes:
-    """The part as an HTTP/1.0 viewer gets it: the chunk without its framing."""
-    chunk, start = part(jpeg, timestamp)
-    return chunk[start:-2]
-
-
 def test_part_bytes_are_exact() -> None:
     jpeg = b"\xff\xd8fake\xff\xd9"
     assert OPENING == b"--titanium-frame\r\n"
-    bare = (
+    assert part(jpeg, 1700000000.5) == (
         b"Content-Type: image/jpeg\r\nContent-Length: 8\r\n"
         b"X-Timestamp: 1700000000.500000\r\n\r\n"
         b"\xff\xd8fake\xff\xd9\r\n--titanium-frame\r\n"
     )
-    assert _bare(jpeg, 1700000000.5) == bare
-    # The same bytes framed as one HTTP/1.1 chunk: its size in hex, CRLF, data, CRLF.
-    chunk, start = part(jpeg, 1700000000.5)
-    assert chunk == f"{len(bare):x}\r\n".encode() + bare + b"\r\n"
-    assert start == len(f"{len(bare):x}\r\n")
 
 
 def test_mainsail_worker_reading_finds_the_whole_jpeg() -> None:
     """Mainsail finds FF D8, reads Content-Length from the text before it, copies that."""
     jpeg = b"\xff\xd8" + bytes(range(256)) * 10 + b"\xff\xd9"
-    stream = OPENING + _bare(jpeg, 1.0) + _bare(jpeg, 2.0)
+    stream = OPENING + part(jpeg, 1.0) + part(jpeg, 2.0)
     start = stream.index(b"\xff\xd8")
     length = int(re.search(rb"Content-Length: (\d+)", stream[:start]).group(1))  # type: ignore[union-attr]
     assert stream[start : start + length] == jpeg
