@@ -243,14 +243,9 @@ class CameraFeed:
         latest = self.latest
         if latest is not None and latest.seq == ready.seq and latest.wall == ready.ts_wall:
             return latest
-        if self._stop:  # stopping: the worker makes no more JPEGs, the last one will do
-            return latest
         waiting = self._new_frame
         self._snapshot_wanted = True
-        try:
-            os.write(self._wake_w, b"s")
-        except OSError:  # closed under us by the stop
-            return latest
+        os.write(self._wake_w, b"s")
         try:
             await asyncio.wait_for(waiting.wait(), max(0.05, deadline - time.monotonic()))
         except TimeoutError:
