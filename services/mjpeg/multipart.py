@@ -19,13 +19,10 @@ STREAM_HEADERS = {
 OPENING = f"--{BOUNDARY}\r\n".encode()
 
 
-def part(jpeg: bytes, timestamp: float) -> tuple[bytes, int]:
-    """One part framed as one HTTP/1.1 chunk, and where the bare part starts in it (it
-    ends 2 bytes before the end): built once per frame and written as is to every viewer,
-    chunked (HTTP/1.1) or not (HTTP/1.0), with no copy per viewer."""
+def part(jpeg: bytes, timestamp: float) -> bytes:
+    """One part: built once per frame and written as is to every viewer."""
     head = (
         f"Content-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n"
         f"X-Timestamp: {timestamp:.6f}\r\n\r\n"
     ).encode()
-    size = f"{len(head) + len(jpeg) + 2 + len(OPENING):x}\r\n".encode()
-    return b"".join((size, head, jpeg, b"\r\n", OPENING, b"\r\n")), len(size)
+    return b"".join((head, jpeg, b"\r\n", OPENING))
