@@ -110,8 +110,7 @@ class FrontDoorWithoutWebRTC:
                 now = time.time()
                 draw_timecode(luma[:, :, 0], now)
                 jpeg = simplejpeg.encode_jpeg(luma, quality=80, colorspace="GRAY")
-                framed, start = part(jpeg, now)  # one HTTP chunk; aiohttp frames its own
-                await response.write(framed[start:-2])
+                await response.write(part(jpeg, now))
                 await asyncio.sleep(0.1)
         except (ConnectionError, asyncio.CancelledError):
             pass
