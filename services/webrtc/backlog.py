@@ -1,11 +1,12 @@
 """How far one viewer's packets are behind its link: the bytes its sender has handed to the
-ICE transport that the kernel has not yet taken.
+ICE transport that have not yet left the machine.
 
 aiortc's sender never waits: each RTP packet goes down RTCDtlsTransport → RTCIceTransport →
-the aioice Connection's nominated pair → that pair's asyncio datagram transport, whose
-``sendto`` queues in userspace, without bound, whatever the kernel refuses (EAGAIN when the
-socket's send buffer is full: the uplink is the bottleneck). It calls ``pause_writing``,
-which aioice ignores, so that queue is pure latency. Its size is all we can see of it.
+the aioice Connection's nominated pair → that pair's asyncio datagram transport. When the
+uplink is the bottleneck (a full Wi-Fi or a shaped device), the packets wait in the socket's
+kernel queue and then the qdisc drops them quietly; asyncio would queue in userspace only
+if the kernel refused the send (EAGAIN), which the narrow-link measurements never saw (its
+buffer stayed at 0 bytes). Both queues are counted: their size is all we can see of them.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from aioice.turn import TurnTransport
 
 
 def _buffered(transport: Any) -> int:
-    """Userspace queue plus the kernel's: SIOCOUTQ on a UDP socket is the bytes sent but
-    not yet gone out of the device (waiting in the qdisc, e.g. a full Wi-Fi or shaped
-    uplink), which is where a narrow local link holds its queue before it drops."""
+    """Userspace queue plus the kernel's: SIOCOUTQ (TIOCOUTQ's number) on a UDP socket is
+    the bytes sent but not yet gone out of the device (waiting in the qdisc, e.g. a full
+    Wi-Fi or shaped uplink), which is where a narrow local link holds its queue before it
+    drops."""
     if transport is None:
         return 0
     size = getattr(transport, "get_write_buffer_size", None)
@@ -40,9 +42,10 @@ def _buffered(transport: Any) -> int:
 
 
 def transport_backlog(sender: Any) -> int:
-    """Bytes queued in userspace on the path ``sender``'s packets take now (0 before ICE
-    has nominated a pair). A relayed path (TURN) counts the queue of the socket to the TURN
-    server, UDP or TCP, and the sends aioice has in flight to it, one packet each."""
+    """Bytes queued (asyncio's buffer and the socket's kernel queue) on the path
+    ``sender``'s packets take now (0 before ICE has nominated a pair). A relayed path
+    (TURN) counts the queue of the socket to the TURN server, UDP or TCP, and the sends
+    aioice has in flight to it, one packet each."""
     dtls = getattr(sender, "transport", None)
     ice = getattr(dtls, "transport", None)
     connection = getattr(ice, "_connection", None)
