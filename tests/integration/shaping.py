@@ -12,8 +12,10 @@ named :data:`SHAPE_TABLE`), so :func:`unshape` (or deleting the namespace) remov
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 SHAPE_TABLE = "ti_shape"
 # A home uplink's buffer: enough for a burst of a few packets, short enough that a sender
@@ -34,6 +36,23 @@ def rate(ns: str | None, dev: str, rate: str) -> None:
     test's own veth pair) capped at ``rate`` (tc syntax, e.g. ``1mbit``)."""
     _run(ns, ["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", rate,
               "burst", "16kb", "latency", f"{QUEUE_LATENCY_MS}ms"])  # fmt: skip
+
+
+@dataclass
+class QueueCount:
+    sent: int  # packets
+    dropped: int  # packets the queue had no room for
+
+
+def queue_count(ns: str | None, dev: str) -> QueueCount:
+    """What the qdisc of ``dev`` (one :func:`rate` set) has sent and dropped so far."""
+    argv = ["tc", "-s", "qdisc", "show", "dev", dev]
+    full = ["ip", "netns", "exec", ns, *argv] if ns else argv
+    out = subprocess.run(full, capture_output=True, text=True, timeout=10, check=True).stdout
+    found = re.search(r"Sent \d+ bytes (\d+) pkt \(dropped (\d+)", out)
+    if found is None:
+        raise AssertionError(f"no counts in tc's output for {dev}: {out!r}")
+    return QueueCount(sent=int(found[1]), dropped=int(found[2]))
 
 
 def loss(ns: str, dev: str, loss_pct: float, hooks: Sequence[str]) -> None:
