@@ -1,9 +1,14 @@
 """Where each megabyte goes: per process under ``titaniumctl up`` (720p30 test pattern, one
-MJPEG viewer), PSS split into anonymous and file-backed, threads, glibc arenas and thread
-stacks, the largest file-backed libraries, and what importing the service's entry module
-costs (``python -X importtime`` self time and tracemalloc'd heap, per top-level package).
+MJPEG viewer and one WebRTC viewer, the issue's scenario; ``--no-webrtc`` for the MJPEG
+viewer alone, as runs before 2026-12-02 measured), PSS split into anonymous and
+file-backed, threads, glibc arenas and thread stacks, the largest file-backed libraries, and
+what importing the service's entry module costs (``python -X importtime`` self time and
+tracemalloc'd heap, per top-level package).
 
-    python -m benchmarks.memory [--settle 8] [--variant NAME:KEY=VAL,KEY=VAL ...]
+    python -m benchmarks.memory [--settle 8] [--no-webrtc] [--variant NAME:KEY=VAL,KEY=VAL ...]
+
+``--variant exec:TITANIUM_FORK=0`` measures the services exec'd, not forked from supervisord
+(titanium/forkserve.py), in the same run.
 
 Each ``--variant`` starts another stack in the same run with those variables in the
 environment (supervisord passes its environment to every service), so cheap wins are
@@ -15,6 +20,7 @@ bound of the running process, which imports more once it works (aiortc on a firs
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -22,6 +28,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -30,10 +37,12 @@ from pathlib import Path
 from benchmarks.measured import Measured
 from benchmarks.procstats import PROC, Proc, cpu_model, pss_parts
 from tests.integration.mjpeg_client import Drain, MjpegClient
+from tests.integration.rtc_client import whep_view
 from tests.stack import Stack
 
 MB = 1e6
 MiB = 1 << 20
+WEBRTC_AFTER = 3.0  # seconds the WebRTC viewer plays on after the stack settled
 ARENA_BYTES = 64 * MiB  # glibc's HEAP_MAX_SIZE on 64-bit: each non-main arena reserves this
 MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S{4}) \S+ \S+ \d+\s*(.*)$")
 
@@ -180,7 +189,16 @@ def _top(figures: dict[str, float] | dict[str, int], n: int, fmt: str) -> str:
     return ", ".join(f"{k} {fmt.format(v)}" for k, v in ranked)
 
 
-def measure_stack(settle: float, env: dict[str, str]) -> list[Footprint]:
+def _webrtc_viewer(base: str, seconds: float) -> threading.Thread:
+    """A WHEP viewer (aiortc, in this process: not counted) playing for ``seconds``."""
+    thread = threading.Thread(
+        target=lambda: asyncio.run(whep_view(base, seconds)), name="webrtc-viewer", daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def measure_stack(settle: float, env: dict[str, str], webrtc: bool) -> list[Footprint]:
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
@@ -189,14 +207,21 @@ def measure_stack(settle: float, env: dict[str, str]) -> list[Footprint]:
                 Path(tmp), [{"device": "testpattern", "resolution": "1280x720", "fps": 30}]
             )
             viewer = None
+            player = None
             try:
                 viewer = Drain(MjpegClient(stack.port))
+                if webrtc:  # plays on until just after the measurement
+                    player = _webrtc_viewer(stack.base, settle + WEBRTC_AFTER)
                 time.sleep(settle)
+                if webrtc and not stack.camera()["encoder"]["active"]:
+                    raise RuntimeError("the WebRTC viewer did not start the encoder")
                 measured = Measured(stack)
                 return [footprint(p) for p in measured.procs.values()]
             finally:
                 if viewer is not None:
                     viewer.client.close()
+                if player is not None:
+                    player.join(WEBRTC_AFTER + 10)
                 stack.stop()
     finally:
         for k, v in saved.items():
@@ -237,13 +262,16 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=8.0, help="seconds streaming first")
     parser.add_argument("--variant", action="append", type=_variant, default=[])
     parser.add_argument("--no-imports", action="store_true", help="skip the import figures")
+    parser.add_argument(
+        "--no-webrtc", action="store_true", help="one MJPEG viewer only (the runs before 12-02)"
+    )
     args = parser.parse_args()
     print(f"# {time.strftime('%Y-%m-%d %H:%M %Z')}, {cpu_model()}, {os.cpu_count()} CPUs,")
     print(f"# Python {platform.python_version()}, {platform.platform()}")
     print(f"# load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     sums = []
     for name, env in [("as configured", {}), *args.variant]:
-        prints = measure_stack(args.settle, env)
+        prints = measure_stack(args.settle, env, not args.no_webrtc)
         print(f"\n## {name} {' '.join(f'{k}={v}' for k, v in env.items())}\n")
         print_table(prints)
         sums.append((name, sum(f.pss["pss"] for f in prints)))

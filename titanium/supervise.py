@@ -13,8 +13,10 @@ additions that ``up`` used to make from outside:
 - once supervisord returns, removal of the resolved config and of anything stopped
   services left, then exit 0 as ``up`` did.
 
-It imports nothing of Titanium's services (no zmq, no config model): everything it needs
-comes from ``up`` in the environment (see :func:`titanium.up.run_up`).
+Everything it needs comes from ``up`` in the environment (see :func:`titanium.up.run_up`).
+Before supervisord starts, it imports what the services use and becomes their fork server
+(titanium/forkserve.py): a service is a fork of this process that shares those pages, not
+a fresh interpreter; ``TITANIUM_FORK=0`` execs each as before.
 """
 
 from __future__ import annotations
@@ -144,6 +146,12 @@ def main() -> int:
 
     env = os.environ
     runtime_dir = Path(env["TITANIUM_RUNTIME_DIR"])
+    if env.get("TITANIUM_FORK", "1") != "0":
+        from titanium import forkserve
+
+        forkserve.limit_arenas(2)
+        forkserve.preload()
+        forkserve.install(env["TITANIUM_PYTHON"])
     _append_to_files()
     wakeup = _Wakeup()
     asyncore.socket_map[wakeup.fd] = wakeup
