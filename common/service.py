@@ -59,11 +59,13 @@ class Service:
         for fn in self._on_stop:
             fn()
 
-    def run_async(self, main: Coroutine[Any, Any, None], lag_warn: float = 0.25) -> None:
+    def run_async(self, main: Coroutine[Any, Any, None], lag_warn: float | None = 0.25) -> None:
         """Run an asyncio service until it returns or a stop is requested.
 
         A watchdog logs when the loop was blocked for more than ``lag_warn`` seconds: a
-        blocked loop stalls every viewer of the process.
+        blocked loop stalls every viewer of the process. ``lag_warn=None``: the service
+        watches its loop itself, with a timer it has anyway (the governor's sample loop),
+        sparing the watchdog's two wake-ups a second.
         """
 
         async def runner() -> None:
@@ -72,7 +74,9 @@ class Service:
             stop = asyncio.Event()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            watchdog = asyncio.ensure_future(_watch_lag(lag_warn))
+            watchdog = asyncio.ensure_future(
+                _watch_lag(lag_warn) if lag_warn is not None else asyncio.Event().wait()
+            )
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
             if stop.is_set():

@@ -1,6 +1,6 @@
 """CPU affinity, scheduling policy, niceness and I/O priority for each running service,
 applied to every thread (Linux keeps all four per thread, and a service's zmq and worker
-threads exist before the governor sees it) and read back from /proc to prove it held.
+threads exist before the governor sees it) and read back from the kernel to prove it held.
 
 Profiles, from config:
 
@@ -28,6 +28,7 @@ from titanium.common.config import Config
 log = logging.getLogger("titanium.governor.actuate")
 
 POLICY_NAMES = {os.SCHED_OTHER: "other", os.SCHED_FIFO: "fifo", os.SCHED_IDLE: "idle"}
+SCHED_RESET_ON_FORK = 0x40000000  # or-ed into sched_getscheduler's answer when set
 IONICE = {"best-effort": (psutil.IOPRIO_CLASS_BE, 7), "idle": (psutil.IOPRIO_CLASS_IDLE, 0)}
 
 
@@ -114,30 +115,28 @@ def profiles(config: Config, available: Iterable[int]) -> dict[str, Profile]:
 
 def _tasks(pid: int, proc: Path) -> list[int]:
     try:
-        return sorted(int(t.name) for t in (proc / str(pid) / "task").iterdir())
+        return sorted(int(t) for t in os.listdir(proc / str(pid) / "task"))
     except FileNotFoundError:
         return []
 
 
-def read_thread(
-    pid: int, tid: int, proc: Path = Path("/proc"), ionice: bool = False
-) -> ThreadSched:
-    """One thread's affinity, policy, real-time priority and niceness from /proc (and its
-    I/O priority, which /proc does not show, from ioprio_get when asked)."""
-    base = proc / str(pid) / "task" / str(tid)
-    stat = (base / "stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is stat's field 3 (state)
-    cpus: set[int] = set()
-    for line in (base / "status").read_text().splitlines():
-        if line.startswith("Cpus_allowed_list:"):
-            for part in line.split(":", 1)[1].strip().split(","):
-                lo, _, hi = part.partition("-")
-                cpus.update(range(int(lo), int(hi or lo) + 1))
+def read_thread(tid: int, ionice: psutil.Process | None = None) -> ThreadSched:
+    """One thread's affinity, policy, real-time priority and niceness as the kernel holds
+    them (the syscalls /proc's stat and status fields are made from, at a fraction of the
+    cost of opening and parsing both files), and its I/O priority from ``ionice``'s
+    process when given."""
+    policy = os.sched_getscheduler(tid) & ~SCHED_RESET_ON_FORK
     io = None
-    if ionice:
-        cls, level = psutil.Process(tid).ionice()
+    if ionice is not None:
+        cls, level = ionice.ionice()
         io = (int(cls), int(level))
-    return ThreadSched(frozenset(cpus), int(fields[38]), int(fields[37]), int(fields[16]), io)
+    return ThreadSched(
+        frozenset(os.sched_getaffinity(tid)),
+        policy,
+        os.sched_getparam(tid).sched_priority,
+        os.getpriority(os.PRIO_PROCESS, tid),
+        io,
+    )
 
 
 class Actuator:
@@ -149,32 +148,50 @@ class Actuator:
         self.wanted = wanted
         self.proc = proc
         self.results: dict[str, dict[str, Any]] = {}
+        # psutil.Process reads /proc/TID/stat when made: kept per thread for ionice, for
+        # the threads of each service's current PID only.
+        self._io: dict[int, dict[int, psutil.Process]] = {}
 
     def _threads(self, pid: int, profile: Profile) -> dict[int, ThreadSched]:
         out = {}
+        kept = self._io.get(pid, {})
+        ios: dict[int, psutil.Process] = {}
         for tid in _tasks(pid, self.proc):
             try:
-                out[tid] = read_thread(pid, tid, self.proc, profile.ionice is not None)
+                io = None
+                if profile.ionice is not None:
+                    io = ios[tid] = kept.get(tid) or psutil.Process(tid)
+                out[tid] = read_thread(tid, io)
             except (FileNotFoundError, ProcessLookupError, psutil.NoSuchProcess):
+                ios.pop(tid, None)
                 continue  # the thread ended meanwhile
+        self._io[pid] = ios
         return out
 
     def apply(self, name: str, pid: int) -> dict[str, Any]:
-        """Set what differs on every thread of ``pid``, then read them all back."""
+        """Set what differs on every thread of ``pid``, then read them all back; when
+        nothing differed, the first read is the read-back (the governor rechecks every
+        service every few seconds, and nearly always finds it as it was)."""
         profile = self.wanted.get(name)
         if profile is None:
             return {}
+        old_pid = self.results.get(name, {}).get("pid")
+        if old_pid is not None and old_pid != pid:
+            self._io.pop(old_pid, None)  # the service restarted
         errors: list[str] = []
-        for tid, now in self._threads(pid, profile).items():
+        seen = self._threads(pid, profile)
+        changed = False
+        for tid, now in seen.items():
             if now.matches(profile):
                 continue
+            changed = True
             try:
                 _apply_thread(tid, profile, errors)
             except (FileNotFoundError, ProcessLookupError, psutil.NoSuchProcess):
                 continue
             except (OSError, psutil.Error) as e:
                 errors.append(f"{e.strerror if isinstance(e, OSError) else e}")
-        result = self.verify(name, pid)
+        result = self.verify(name, pid) if changed else self._result(pid, profile, seen)
         if errors and not result["ok"]:
             result["error"] = "; ".join(sorted(set(errors)))[:300]
         old = self.results.get(name, {})
@@ -189,7 +206,10 @@ class Actuator:
     def verify(self, name: str, pid: int) -> dict[str, Any]:
         """Every thread of ``pid`` read back against the profile of ``name``."""
         profile = self.wanted[name]
-        seen = self._threads(pid, profile)
+        return self._result(pid, profile, self._threads(pid, profile))
+
+    @staticmethod
+    def _result(pid: int, profile: Profile, seen: dict[int, ThreadSched]) -> dict[str, Any]:
         bad = [tid for tid, t in seen.items() if not t.matches(profile)]
         main = seen.get(pid)
         return {

@@ -31,8 +31,10 @@ from titanium.services.governor.throttled import Throttled
 log = logging.getLogger("titanium.governor")
 # Seconds between PSS reads: smaps_rollup walks the page tables (about 1 ms a process on
 # the test machine), where CPU times are one short read. Memory pressure itself comes from
-# MemAvailable every sample; PSS is for the titanium_memory_mb limit and status.
+# MemAvailable every sample; PSS is for the titanium_memory_mb limit and status, and only
+# for status (every PSS_STATUS_EVERY) when no limit is set.
 PSS_EVERY = 15.0
+PSS_STATUS_EVERY = 60.0
 HEARTBEAT_STALE = 5.0  # a PID not heard of for this long is forgotten
 
 
@@ -81,6 +83,7 @@ class Governor:
         self.viewers: dict[tuple[str, str], dict[str, int]] = {}
         self._pss_at = float("-inf")
         self._checked: dict[str, tuple[int, float]] = {}  # service -> (pid, when actuated)
+        self.restarted = False  # a service came up since the last repeat: it needs them now
 
     @property
     def protect(self) -> bool:
@@ -96,7 +99,8 @@ class Governor:
         temps = [t for probe in self.probes.temperatures for t in probe.read()]
         hottest = max(temps, key=lambda t: t.celsius, default=None)
         throttled = self.probes.throttled.read()
-        with_pss = now - self._pss_at >= PSS_EVERY
+        pss_every = PSS_EVERY if self.g.titanium_memory_mb else PSS_STATUS_EVERY
+        with_pss = now - self._pss_at >= pss_every
         if with_pss:
             self._pss_at = now
         pids = {name: pid for name, (pid, _) in self.pids.items()}
@@ -201,6 +205,7 @@ class Governor:
 
     def repeat(self) -> None:
         """Every command and the admission again, for services that (re)started since."""
+        self.restarted = False
         if self.decision is None:
             return
         for cam in self.cameras:
@@ -214,6 +219,9 @@ class Governor:
 
     def on_message(self, msg: Message) -> None:
         if isinstance(msg, Heartbeat):
+            known = self.pids.get(msg.service)
+            if known is None or known[0] != msg.pid:
+                self.restarted = True
             self.pids[msg.service] = (msg.pid, self.clock())
         elif isinstance(msg, CameraStatus):
             was = self.online.get(msg.camera)
