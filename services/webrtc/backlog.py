@@ -104,6 +104,12 @@ class Pacer:
         dtls._send_rtp = paced
         dtls._titanium_paced = True
 
+    async def wait(self) -> None:
+        """rtpsend.py's loop: wait here before a frame and every few of its packets (the
+        media packets do not go through the wrapped ``_send_rtp``)."""
+        if transport_backlog(self._sender) > self._limit():
+            await self._drain()
+
     async def _drain(self) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()

@@ -16,6 +16,7 @@ from titanium.common.bus import Subscriber
 from titanium.common.messages import EncodedReady, EncoderStatus
 from titanium.common.ring import RingError, RingFollower
 from titanium.services.webrtc import fanout
+from titanium.services.webrtc.rtpsend import AuRtp
 
 log = logging.getLogger("titanium.webrtc.feed")
 VIDEO_TIME_BASE = Fraction(1, 90000)
@@ -32,6 +33,8 @@ class AccessUnit:
     height: int
     # The one packet every viewer's sender gets for this AU: packed into RTP once (fanout.py).
     packet: av.Packet = field(compare=False)
+    # Its RTP packets, serialized once per camera for every viewer's send loop (rtpsend.py).
+    rtp: AuRtp = field(compare=False)
 
 
 class EncodedFeed:
@@ -97,6 +100,7 @@ class EncodedFeed:
             ready.width,
             ready.height,
             packet,
+            AuRtp(packet, ready.pts),
         )
         event, self._new = self._new, asyncio.Event()
         event.set()

@@ -23,6 +23,7 @@ from aiortc.rtp import (
 )
 
 from titanium.services.webrtc.backlog import Pacer, backlog_limit, transport_backlog
+from titanium.services.webrtc.rtpsend import RtpLoop
 from titanium.services.webrtc.track import EncodedVideoTrack
 
 log = logging.getLogger("titanium.webrtc.session")
@@ -83,6 +84,7 @@ class Session:
         self.closed = False
         self.sender: RTCRtpSender | None = None
         self.pacer: Pacer | None = None
+        self.rtp: RtpLoop | None = None
         pc.on("connectionstatechange", self._on_state)
 
     def _on_state(self) -> None:
@@ -99,6 +101,8 @@ class Session:
         and it offers no hook: the sender's RTCP handler is wrapped, per instance."""
         self.sender = sender
         self.pacer = Pacer(sender, self._backlog_limit)
+        self.rtp = RtpLoop(sender, self.track, self.pacer)
+        self.rtp.install()
         original = sender._handle_rtcp_packet
         ssrc = sender._ssrc
 
@@ -179,4 +183,6 @@ class Session:
             "bitrate_hint": self.bitrate_hint[0] if self.bitrate_hint else None,
             "backlog_bytes": transport_backlog(self.sender) if self.sender else 0,
             "paced": self.pacer.waits if self.pacer else 0,
+            "rtp_packets": self.rtp.packets if self.rtp else 0,
+            "rtp_built": self.rtp.built if self.rtp else 0,
         }

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import av
 from aiortc.mediastreams import MediaStreamTrack
 
-from titanium.services.webrtc.feed import EncodedFeed
+from titanium.services.webrtc.feed import AccessUnit, EncodedFeed
 
 
 class EncodedVideoTrack(MediaStreamTrack):
@@ -30,6 +30,10 @@ class EncodedVideoTrack(MediaStreamTrack):
         self._want_key = True
 
     async def recv(self) -> av.Packet:
+        return (await self.next_au()).packet
+
+    async def next_au(self) -> AccessUnit:
+        """The next AU to send (rtpsend.py's loop takes it whole, for its RTP packets)."""
         asked = False
         while True:
             au = await self.feed.next_after(self._n)
@@ -46,5 +50,5 @@ class EncodedVideoTrack(MediaStreamTrack):
             self._want_key = False
             self.sent += 1
             self.last_ts_wall = au.ts_wall
-            # No await from here to aiortc's pack: the packet is still the feed's newest.
-            return au.packet
+            # No await from here to the pack: the packet is still the feed's newest.
+            return au

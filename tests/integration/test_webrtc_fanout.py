@@ -37,3 +37,34 @@ def test_three_viewers_share_one_packetizing_per_frame(make_stack: Callable[...,
     assert packetized and taken and 0 < packetized <= taken, (packetized, taken)
     assert sent >= 2 * packetized, (sent, packetized)
     assert webrtc["aiortc_encodes"] == 0
+
+
+def test_three_viewers_share_one_rtp_serialization_per_frame(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins the per-viewer RTP build: aiortc's send loop built an ``RtpPacket``, its header
+    extensions and its bytes for every packet of every viewer (the sessions reported no
+    ``rtp_built``/``rtp_packets``). Now each AU is serialized once per camera and the other
+    viewers only patch sequence number, timestamp, SSRC and abs-send-time into a copy, and
+    every viewer still decodes: sequence numbers and timestamps stay continuous per viewer."""
+    stack = make_stack(VGA)
+
+    async def three() -> tuple[list[Received], dict[str, Any]]:
+        viewing = asyncio.gather(*(whep_view(stack.base, 6.0, timecode=True) for _ in range(3)))
+        await asyncio.sleep(4.5)
+        status = await asyncio.to_thread(stack.status)
+        return list(await viewing), status
+
+    results, status = asyncio.run(asyncio.wait_for(three(), 90))
+    assert all(r.frames >= 50 for r in results), [r.frames for r in results]
+    assert all(r.latencies_ms for r in results), "a viewer decoded no readable timecode"
+    sessions = [s for s in status["webrtc"]["sessions"] if s["camera"] == "cam0"]
+    assert len(sessions) == 3, sessions
+    built = sum(s["rtp_built"] for s in sessions)
+    sent = sum(s["frames_sent"] for s in sessions)
+    taken = status["cameras"]["cam0"]["webrtc_frames"]
+    # The same layout for all three (aiortc clients): one serialization per AU read.
+    assert 0 < built <= taken, (built, taken)
+    assert sent >= 2 * built, (sent, built)
+    assert all(s["rtp_packets"] >= s["frames_sent"] > 0 for s in sessions), sessions
+    assert status["webrtc"]["aiortc_encodes"] == 0
