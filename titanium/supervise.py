@@ -150,7 +150,9 @@ def main() -> int:
         from titanium import forkserve
 
         forkserve.limit_arenas(2)
-        forkserve.preload()
+        missing = forkserve.preload()
+        if missing:  # the service that needs one will fail with its own error
+            sys.stderr.write(f"titaniumctl: could not preload {', '.join(missing)}\n")
         forkserve.install(env["TITANIUM_PYTHON"])
     _append_to_files()
     wakeup = _Wakeup()
