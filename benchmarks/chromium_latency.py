@@ -3,13 +3,16 @@ element in WebRTC mode (with Chromium's jitter buffer per emitted frame from get
 in MJPEG mode, and the MJPEG path taken apart stage by stage in the same browser.
 
     python -m benchmarks.chromium_latency [--size 1280x720] [--fps 30] [--duration 10]
-                                          [--playout 0,0 | none] [--modes webrtc,mjpeg,stages]
+                                          [--playout 0,0 | none]
+                                          [--modes webrtc,mjpeg,stages,rtcstages]
 
 ``--playout none`` leaves ``titanium.webrtc.playout_delay_ms`` out of the config (what a
 build without the key runs). ``stages`` reads ``/stream`` with fetch in the page and, per
 frame: bytes complete (last byte of the JPEG arrived) − capture, ``createImageBitmap``
 decode, strip read, and the next animation frame after drawing to a canvas − capture.
 The element's own MJPEG figure samples its ``<img>`` once per animation frame.
+``rtcstages`` splits the element's WebRTC capture → shown per frame (see :func:`rtc_stages`)
+and adds libx264's own time on the same test-pattern frames.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from tests.integration.browser import Browser, Page
 from tests.integration.governor_client import call
 from tests.stack import Stack
 from titanium.common.endpoints import Endpoints
+from titanium.services.capture.testpattern import TestPatternSource
+from titanium.services.encoder.backend import EncoderSettings, SourceFrame
+from titanium.services.encoder.pyav import Libx264Backend
 
 PLAYER = "document.querySelector('titanium-video')"
 
@@ -208,6 +214,30 @@ def rtc_stages(page: Page, stack: Stack, seconds: float) -> list[str]:
     return rows
 
 
+def encode_floor(width: int, height: int, fps: int, frames: int = 150) -> list[str]:
+    """libx264 as the encoder opens it, on the test pattern's frames, in this process: the
+    part of "capture → AU in webrtc service" that is the codec's own cost (same minutes,
+    same machine, but without the stack's processes on the same cores at that instant)."""
+    source = TestPatternSource(width, height, fps)
+    source.open()
+    size = width * height * 3 // 2
+    raw = []
+    for _ in range(30):
+        buf = bytearray(size)
+        source.read_into(memoryview(buf), 1.0)
+        raw.append(bytes(buf))
+    source.close()
+    backend = Libx264Backend(EncoderSettings(fps, 2_000_000, 2.0), width, height)
+    took = []
+    for i in range(frames):
+        frame = SourceFrame(memoryview(raw[i % len(raw)]), "YU12", width, height, 0, 0)
+        start = time.perf_counter()
+        backend.encode(frame, False)
+        took.append(1000 * (time.perf_counter() - start))
+    backend.close()
+    return [line("libx264 alone (load + encode)", took)]
+
+
 STAGE_NAMES = (
     "capture → AU in webrtc service",
     "AU in → first sender took it",
@@ -230,6 +260,7 @@ def main() -> int:
     webrtc: dict[str, Any] = {"ice_addresses": ["127.0.0.1"]}
     if args.playout != "none":
         webrtc["playout_delay_ms"] = [int(x) for x in args.playout.split(",")]
+    width, height = (int(x) for x in args.size.split("x"))
     camera = {"device": "testpattern", "resolution": args.size, "fps": args.fps}
     print(f"{time.strftime('%Y-%m-%d %H:%M')}  load average {os.getloadavg()}  {args}")
     with tempfile.TemporaryDirectory() as tmp, Browser.launch() as browser:
@@ -240,6 +271,8 @@ def main() -> int:
                 if mode == "rtcstages":
                     page = browser.open(stack.url("/?mode=webrtc"))
                     for row in rtc_stages(page, stack, args.duration):
+                        print(row)
+                    for row in encode_floor(width, height, args.fps):
                         print(row)
                 elif mode == "stages":
                     page = browser.open(stack.url("/status"))
