@@ -3,13 +3,16 @@ element in WebRTC mode (with Chromium's jitter buffer per emitted frame from get
 in MJPEG mode, and the MJPEG path taken apart stage by stage in the same browser.
 
     python -m benchmarks.chromium_latency [--size 1280x720] [--fps 30] [--duration 10]
-                                          [--playout 0,0 | none] [--modes webrtc,mjpeg,stages]
+                                          [--playout 0,0 | none]
+                                          [--modes webrtc,mjpeg,stages,rtcstages]
 
 ``--playout none`` leaves ``titanium.webrtc.playout_delay_ms`` out of the config (what a
 build without the key runs). ``stages`` reads ``/stream`` with fetch in the page and, per
 frame: bytes complete (last byte of the JPEG arrived) − capture, ``createImageBitmap``
 decode, strip read, and the next animation frame after drawing to a canvas − capture.
 The element's own MJPEG figure samples its ``<img>`` once per animation frame.
+``rtcstages`` splits the element's WebRTC capture → shown per frame (see :func:`rtc_stages`)
+and adds libx264's own time on the same test-pattern frames.
 """
 
 from __future__ import annotations
@@ -19,11 +22,17 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from tests.integration.browser import Browser, Page
+from tests.integration.governor_client import call
 from tests.stack import Stack
+from titanium.common.endpoints import Endpoints
+from titanium.services.capture.testpattern import TestPatternSource
+from titanium.services.encoder.backend import EncoderSettings, SourceFrame
+from titanium.services.encoder.pyav import Libx264Backend
 
 PLAYER = "document.querySelector('titanium-video')"
 
@@ -90,6 +99,39 @@ STAGES_JS = """async (seconds) => {
 }"""
 
 
+# (seconds) → {frames: [[capture ms from the strip, rtpTimestamp, receive, processing ms,
+# presentation, expected display]], before, after: getStats of the inbound video}; the
+# times are epoch ms, read in one requestVideoFrameCallback per presented frame.
+RTC_STAGES_JS = f"""async (seconds) => {{
+  const {{ StripReader }} = await import('./timecode.js');
+  const strip = new StripReader();
+  const player = {PLAYER};
+  const video = player.video;
+  const stats = async () => {{
+    const report = await player.peerConnection.getStats();
+    let s = null;
+    report.forEach((r) => {{ if (r.type === 'inbound-rtp' && r.kind === 'video') s = r; }});
+    return s;
+  }};
+  const o = performance.timeOrigin;
+  const frames = [];
+  const before = await stats();
+  const end = performance.now() + seconds * 1000;
+  await new Promise((done) => {{
+    const onFrame = (now, m) => {{
+      let got = null;
+      try {{ got = strip.read(video, m.width, m.height); }} catch (e) {{ got = null; }}
+      frames.push([got?.ms ?? null, m.rtpTimestamp ?? null, o + (m.receiveTime ?? NaN),
+                   1000 * (m.processingDuration ?? NaN), o + (m.presentationTime ?? NaN),
+                   o + m.expectedDisplayTime]);
+      if (performance.now() < end) video.requestVideoFrameCallback(onFrame); else done();
+    }};
+    video.requestVideoFrameCallback(onFrame);
+  }});
+  return {{frames, before, after: await stats()}};
+}}"""
+
+
 def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(len(ordered) * p / 100))] if ordered else 0.0
@@ -119,6 +161,94 @@ def element(page: Page, seconds: float, webrtc: bool) -> list[str]:
     return rows
 
 
+def rtc_stages(page: Page, stack: Stack, seconds: float) -> list[str]:
+    """WebRTC's capture → shown split per frame: the webrtc service's arrival and first
+    send of each AU (by pts) joined with Chromium's requestVideoFrameCallback metadata of
+    the same frame (by RTP timestamp = the sender's random origin + pts, the origin found
+    from the frames whose strip was read)."""
+    page.wait_for(f"{PLAYER}?.stats.framesDecoded > 10", 30)
+    time.sleep(2)
+    got = page.eval(f"({RTC_STAGES_JS})({seconds})", timeout=seconds + 30)
+    status = call(Endpoints(stack.runtime_dir).webrtc_rpc(), "status", frames=True)
+    server = {f[0]: f[1:] for cam in status["cameras"].values() for f in cam["frame_times"]}
+    by_ms = {round(1000 * c): pts for pts, (c, _, _) in server.items()}
+    frames = got["frames"]
+    offsets = Counter((f[1] - by_ms[f[0]]) % 2**32 for f in frames if f[0] in by_ms and f[1])
+    if not offsets:
+        return ["  no frame of the page matched one of the webrtc service"]
+    origin = offsets.most_common(1)[0][0]
+    stages: dict[str, list[float]] = {name: [] for name in STAGE_NAMES}
+    for _, rtp, receive, processing, presented, expected in got["frames"]:
+        entry = server.get((rtp - origin) % 2**32) if rtp is not None else None
+        if entry is None or entry[2] is None:
+            continue
+        capture, arrived, sent = (1000 * t for t in entry)
+        for name, value in zip(
+            STAGE_NAMES,
+            (
+                arrived - capture,
+                sent - arrived,
+                receive - sent,
+                processing,
+                presented - receive,
+                expected - presented,
+                expected - capture,
+            ),
+            strict=True,
+        ):
+            if value == value:  # NaN: Chromium left that field out
+                stages[name].append(value)
+    rows = [f"  RTP origin {origin}: {len(stages[STAGE_NAMES[-1]])} frames joined by RTP timestamp"]
+    rows += [line(name, values) for name, values in stages.items()]
+    b, a = got["before"], got["after"]
+    decoded = max(1, a["framesDecoded"] - b["framesDecoded"])
+    emitted = max(1, a["jitterBufferEmittedCount"] - b["jitterBufferEmittedCount"])
+    per = lambda key, n: 1000 * (a[key] - b[key]) / n  # noqa: E731
+    rows.append(
+        f"  getStats per frame: jitterBufferDelay {per('jitterBufferDelay', emitted):.2f} ms,"
+        f" totalDecodeTime {per('totalDecodeTime', decoded):.2f} ms,"
+        f" totalProcessingDelay {per('totalProcessingDelay', decoded):.2f} ms,"
+        f" decoder {a.get('decoderImplementation')!r},"
+        f" powerEfficientDecoder {a.get('powerEfficientDecoder')}"
+    )
+    return rows
+
+
+def encode_floor(width: int, height: int, fps: int, frames: int = 150) -> list[str]:
+    """libx264 as the encoder opens it, on the test pattern's frames, in this process: the
+    part of "capture → AU in webrtc service" that is the codec's own cost (same minutes,
+    same machine, but without the stack's processes on the same cores at that instant)."""
+    source = TestPatternSource(width, height, fps)
+    source.open()
+    size = width * height * 3 // 2
+    raw = []
+    for _ in range(30):
+        buf = bytearray(size)
+        source.read_into(memoryview(buf), 1.0)
+        raw.append(bytes(buf))
+    source.close()
+    backend = Libx264Backend(EncoderSettings(fps, 2_000_000, 2.0), width, height)
+    took = []
+    for i in range(frames):
+        frame = SourceFrame(memoryview(raw[i % len(raw)]), "YU12", width, height, 0, 0)
+        start = time.perf_counter()
+        backend.encode(frame, False)
+        took.append(1000 * (time.perf_counter() - start))
+    backend.close()
+    return [line("libx264 alone (load + encode)", took)]
+
+
+STAGE_NAMES = (
+    "capture → AU in webrtc service",
+    "AU in → first sender took it",
+    "taken → Chromium receiveTime",
+    "processingDuration (decode)",
+    "receiveTime → presentationTime",
+    "presentationTime → expectedDisplayTime",
+    "capture → expectedDisplayTime (shown)",
+)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size", default="1280x720")
@@ -130,6 +260,7 @@ def main() -> int:
     webrtc: dict[str, Any] = {"ice_addresses": ["127.0.0.1"]}
     if args.playout != "none":
         webrtc["playout_delay_ms"] = [int(x) for x in args.playout.split(",")]
+    width, height = (int(x) for x in args.size.split("x"))
     camera = {"device": "testpattern", "resolution": args.size, "fps": args.fps}
     print(f"{time.strftime('%Y-%m-%d %H:%M')}  load average {os.getloadavg()}  {args}")
     with tempfile.TemporaryDirectory() as tmp, Browser.launch() as browser:
@@ -137,7 +268,13 @@ def main() -> int:
         try:
             for mode in args.modes.split(","):
                 print(mode)
-                if mode == "stages":
+                if mode == "rtcstages":
+                    page = browser.open(stack.url("/?mode=webrtc"))
+                    for row in rtc_stages(page, stack, args.duration):
+                        print(row)
+                    for row in encode_floor(width, height, args.fps):
+                        print(row)
+                elif mode == "stages":
                     page = browser.open(stack.url("/status"))
                     got = page.eval(f"({STAGES_JS})({args.duration})", timeout=args.duration + 30)
                     print(line("bytes complete − capture", got["arrive"]))

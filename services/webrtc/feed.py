@@ -16,6 +16,7 @@ from titanium.common.bus import Subscriber
 from titanium.common.messages import EncodedReady, EncoderStatus
 from titanium.common.ring import RingError, RingFollower
 from titanium.services.webrtc import fanout
+from titanium.services.webrtc.frametimes import FrameTimes
 from titanium.services.webrtc.rtpsend import AuRtp
 
 log = logging.getLogger("titanium.webrtc.feed")
@@ -53,6 +54,7 @@ class EncodedFeed:
         self.missed = 0  # AUs overwritten in the ring before they could be read
         self.taken = 0  # AUs read from the ring (while anyone watched)
         self.packetized = 0  # AUs split into RTP payloads: once each, whatever the viewers
+        self.times = FrameTimes()
         self._sub = Subscriber(ctx, [endpoint], (EncodedReady, EncoderStatus), hwm=256)
         self._ring = RingFollower()
         self._last: tuple[int, int] | None = None  # (ring_id, seq) of the last AU read
@@ -85,6 +87,7 @@ class EncodedFeed:
         self._last = (ready.ring_id, ready.seq)
         self._n += 1 if contiguous else 2
         self.taken += 1
+        self.times.arrived(ready.pts, ready.ts_wall)
         packet = av.Packet(data)
         packet.pts = ready.pts
         packet.time_base = VIDEO_TIME_BASE

@@ -222,6 +222,9 @@ class SessionManager:
                     "missed": feed.missed,
                     "taken": feed.taken,
                     "packetized": feed.packetized,
+                    # capture → here, and → the first sender took it: recent AUs, in ms
+                    "delay": feed.times.summary(),
+                    **({"frame_times": feed.times.frames()} if args.get("frames") else {}),
                 }
                 for cam, feed in self.feeds.items()
             },

@@ -50,5 +50,6 @@ class EncodedVideoTrack(MediaStreamTrack):
             self._want_key = False
             self.sent += 1
             self.last_ts_wall = au.ts_wall
+            self.feed.times.taken(au.pts)
             # No await from here to the pack: the packet is still the feed's newest.
             return au
