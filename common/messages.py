@@ -16,6 +16,7 @@ import msgpack
 
 M = TypeVar("M", bound="Message")
 _REGISTRY: dict[bytes, type[Message]] = {}
+_FIELDS: dict[type[Message], tuple[str, ...]] = {}
 
 
 class MessageError(ValueError):
@@ -93,9 +94,19 @@ class Heartbeat(Message):
     bad: int = 0  # malformed messages they dropped
 
 
+def _fields(cls: type[Message]) -> tuple[str, ...]:
+    """The field names of a message class, found once (``dataclasses.fields`` per message,
+    and ``asdict``'s deep copy, cost 16 µs of the 20 an encode took: twice per frame)."""
+    names = _FIELDS.get(cls)
+    if names is None:
+        names = _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(cls))
+    return names
+
+
 def encode(msg: Message) -> list[bytes]:
-    """The two ZeroMQ frames for ``msg``."""
-    body = dataclasses.asdict(msg)
+    """The two ZeroMQ frames for ``msg``. Fields hold only msgpack's own types (dicts of
+    them included), so the body is the fields as they are."""
+    body = {name: getattr(msg, name) for name in _fields(type(msg))}
     body["v"] = msg.VERSION
     return [msg.TOPIC, msgpack.packb(body, use_bin_type=True)]
 
@@ -114,7 +125,7 @@ def decode(frames: list[bytes]) -> Message:
         raise MessageError(f"malformed msgpack: {e}") from None
     if not isinstance(body, dict):
         raise MessageError("body is not a map")
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = _fields(cls)
     try:
         return cls(**{k: v for k, v in body.items() if k in names})
     except TypeError as e:
