@@ -6,6 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from titanium.common.priority import parse_priority
+from titanium.services.mjpeg.fanout import Viewer
 from titanium.services.mjpeg.feed import CameraFeed
 from titanium.services.mjpeg.keys import BUS, CONFIG, FEEDS
 from titanium.services.mjpeg.limits import limit_snapshot
@@ -60,22 +61,20 @@ async def _stream(request: web.Request, feed: CameraFeed, priority: str) -> web.
         with viewers.watching(feed.camera_id, priority):
             await response.prepare(request)
             await response.write(OPENING)
-            latest, ready = feed.latest, feed.ready
-            # A viewer starts on the current frame, never on one left from an earlier viewer.
-            after = -1
-            if latest is not None:
-                current = ready is not None and latest.seq == ready.seq
-                after = latest.n - 1 if current else latest.n
+            transport = request.transport
+            if transport is None or transport.is_closing():
+                return response
+            chunked = response.headers.get("Transfer-Encoding") == "chunked"
             # The governor sheds viewers below its admission (memory, critical print
             # phases): checked per frame, and a paused camera still sends one a second.
-            while viewers.admits(priority):
-                frame = await feed.next_frame(after)
-                if frame is None:  # stopping: the last part ended with its boundary
-                    break
-                # A slow viewer waits here for its socket to drain, then takes the newest
-                # frame: it skips frames, it never queues them or holds up the others.
-                await response.write(frame.part)
-                after = frame.n
+            viewer = Viewer(transport, chunked, lambda: viewers.admits(priority))
+            feed.watch(viewer)
+            try:
+                # Frames are written by the feed, once per frame for every viewer: this
+                # handler only waits for its end (stopping, shed, or the client gone).
+                await viewer.ended
+            finally:
+                feed.unwatch(viewer)
     except (ConnectionResetError, ConnectionError):
         pass
     finally:
