@@ -273,7 +273,10 @@ class Nat:
             raise AssertionError(f"{NETEM_MISSING_DELAY}: {reason}")
         for ns, dev in self._uplink:
             shaping.rate(ns, dev, rate)
-            shaping.loss(ns, dev, loss_pct, ["forward"])
+        # Both ways at the viewer's router, which forwards every packet of the uplink: the
+        # internet's own addresses (the proxy, TURN) answer from that namespace, so there
+        # their packets never pass a forward hook.
+        shaping.loss(self.viewer_router, "wan", loss_pct, ["forward"])
 
     @property
     def _uplink(self) -> tuple[tuple[str, str], ...]:

@@ -57,16 +57,21 @@ def queue_count(ns: str | None, dev: str) -> QueueCount:
 
 def loss(ns: str, dev: str, loss_pct: float, hooks: Sequence[str]) -> None:
     """``loss_pct`` % of the packets through ``dev`` in ``ns`` dropped at random, in each nft
-    ``hook`` (``forward`` in a router; ``input`` and ``output`` on an end host). Only in a
-    test's namespace: the root namespace's ruleset is not ours."""
+    ``hook``: ``forward`` in a router drops both ways (what leaves through ``dev`` and what
+    comes in through it), ``input`` and ``output`` on an end host. (Not ``output`` where a
+    test's server answers: a packet dropped there fails the server's own ``sendto`` with
+    EPERM, which is no network's loss.) Only in a test's namespace: the root namespace's
+    ruleset is not ours."""
     _run(ns, ["nft", "delete", "table", "ip", SHAPE_TABLE], check=False)
     per_mille = round(loss_pct * 10)
     if per_mille <= 0:
         return
+    drop = f"numgen random mod 1000 < {per_mille} drop"
+    matches = {"input": ["iifname"], "output": ["oifname"], "forward": ["oifname", "iifname"]}
     chains = "; ".join(
         f"chain {hook} {{ type filter hook {hook} priority -20; "
-        f'{"iifname" if hook == "input" else "oifname"} "{dev}" '
-        f"numgen random mod 1000 < {per_mille} drop; }}"
+        + "; ".join(f'{m} "{dev}" {drop}' for m in matches[hook])
+        + "; }"
         for hook in hooks
     )
     _run(ns, ["nft", f"add table ip {SHAPE_TABLE} {{ {chains}; }}"])

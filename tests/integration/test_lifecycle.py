@@ -97,9 +97,17 @@ class SnapshotPoller:
                     return  # refused or closed before the request: the server has gone
                 try:
                     r = conn.getresponse()
+                except (http.client.RemoteDisconnected, ConnectionResetError):
+                    # No byte of an answer: the server closed the idle keep-alive
+                    # connection as this request crossed its FIN (the RST that follows
+                    # is the kernel's answer to data on a closed socket). A client
+                    # retries that (RFC 9112 9.3.1); it is not a response cut short.
+                    return
+                except (OSError, http.client.HTTPException) as e:
+                    self.broken = repr(e)
+                    return
+                try:
                     body = r.read()
-                except http.client.RemoteDisconnected:
-                    return  # an idle keep-alive connection closed by the server
                 except (OSError, http.client.HTTPException) as e:
                     self.broken = repr(e)
                     return
