@@ -19,7 +19,7 @@ from titanium.common.endpoints import Endpoints, unlink_ipc
 from titanium.common.messages import Heartbeat, ViewerAdmission
 from titanium.common.rpc import serve
 from titanium.common.service import Service, run_until_cancelled, service_config
-from titanium.services.webrtc import fanout, proof
+from titanium.services.webrtc import proof
 from titanium.services.webrtc.feed import EncodedFeed
 from titanium.services.webrtc.ice import bound_gathering, gather_on, keep_checking
 from titanium.services.webrtc.manager import SessionManager
@@ -78,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     service = Service("webrtc")
     logging.getLogger("aioice").setLevel(logging.WARNING)  # a line per ICE check otherwise
     proof.install()
-    fanout.install()
     gather_on(config.webrtc.ice_addresses)
     bound_gathering()
     keep_checking()

@@ -15,7 +15,6 @@ import zmq.asyncio
 from titanium.common.bus import Subscriber
 from titanium.common.messages import EncodedReady, EncoderStatus
 from titanium.common.ring import RingError, RingFollower
-from titanium.services.webrtc import fanout
 from titanium.services.webrtc.frametimes import FrameTimes
 from titanium.services.webrtc.rtpsend import AuRtp
 
@@ -32,7 +31,7 @@ class AccessUnit:
     ts_wall: float  # capture time of the source frame
     width: int
     height: int
-    # The one packet every viewer's sender gets for this AU: packed into RTP once (fanout.py).
+    # The one packet every viewer's track hands over for this AU.
     packet: av.Packet = field(compare=False)
     # Its RTP packets, serialized once per camera for every viewer's send loop (rtpsend.py).
     rtp: AuRtp = field(compare=False)
@@ -91,9 +90,6 @@ class EncodedFeed:
         packet = av.Packet(data)
         packet.pts = ready.pts
         packet.time_base = VIDEO_TIME_BASE
-        if self.latest is not None:
-            fanout.forget(self.latest.packet)
-        fanout.share(packet, self._packed)
         self.latest = AccessUnit(
             self._n,
             data,
@@ -103,7 +99,7 @@ class EncodedFeed:
             ready.width,
             ready.height,
             packet,
-            AuRtp(packet, ready.pts),
+            AuRtp(packet, self._packed),
         )
         event, self._new = self._new, asyncio.Event()
         event.set()
@@ -118,7 +114,5 @@ class EncodedFeed:
         return self.latest
 
     def close(self) -> None:
-        if self.latest is not None:
-            fanout.forget(self.latest.packet)
         self._sub.close()
         self._ring.close()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from struct import pack, pack_into
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("titanium.webrtc.rtpsend")
 PACE_EVERY = 8  # packets between backlog checks within a frame (~10 kB at 1200 B)
-_PACKER = H264Encoder()  # pack() keeps no state: one for every camera (fanout.py shares it)
+_PACKER = H264Encoder()  # pack() keeps no state: one for every camera
 
 # A viewer's layout: payload type and header extension block (abs-send-time zeroed). Viewers
 # with the same layout (the same browser) share one serialization of each AU.
@@ -49,11 +50,14 @@ Layout = tuple[int, bytes]
 
 
 class AuRtp:
-    """One AU's RTP packets, serialized once per layout, whatever the number of viewers."""
+    """One AU's RTP packets: its payloads (NAL splitting, STAP-A/FU-A) made once, serialized
+    once per layout, whatever the number of viewers. ``on_pack`` is told when the payloads
+    are made (the feed's ``packetized`` count)."""
 
-    def __init__(self, packet: av.Packet, pts: int) -> None:
+    def __init__(self, packet: av.Packet, on_pack: Callable[[], None]) -> None:
         self.packet = packet
-        self.pts = pts
+        self._on_pack = on_pack
+        self._payloads: list[bytes] | None = None
         self._built: dict[Layout, tuple[list[bytes], int]] = {}
 
     def packets(self, layout: Layout) -> tuple[list[bytes], bool]:
@@ -62,7 +66,10 @@ class AuRtp:
         got = self._built.get(layout)
         if got is not None:
             return got[0], False
-        payloads, _ = _PACKER.pack(self.packet)
+        if self._payloads is None:
+            self._payloads, _ = _PACKER.pack(self.packet)
+            self._on_pack()
+        payloads = self._payloads
         pt, ext = layout
         first = 0x90 if ext else 0x80  # version 2, extension bit
         last = len(payloads) - 1

@@ -1,6 +1,6 @@
-"""The video track each viewer's peer connection sends: the encoder's access units as
-``av.Packet``s, which aiortc packs into RTP as they are (it never encodes them). Every
-viewer of a camera gets the feed's one packet per AU, packed once for all (fanout.py)."""
+"""The video track each viewer's peer connection sends: the encoder's access units as they
+are (aiortc never encodes them). Every viewer of a camera gets the feed's one AU, whose RTP
+packets rtpsend.py makes once for all."""
 
 from __future__ import annotations
 
