@@ -3,9 +3,10 @@ against its capture time: the server's half of WebRTC's capture → shown split
 (benchmarks/chromium_latency.py ``--modes rtcstages`` joins it with Chromium's half by pts,
 which is the RTP timestamp less the sender's random origin).
 
-A sender takes an AU and packs it into RTP without yielding (track.py), and aiortc's first
-``sendto`` of the frame follows in the same turn of the event loop, so "taken" is the
-first packet's departure to within the packing time."""
+A sender takes an AU and builds its RTP packets without yielding (track.py), and its first
+``sendto`` of the frame follows in the same turn of the event loop (rtpsend.py, unless the
+Pacer makes it wait), so "taken" is the first packet's departure to within the packing
+time."""
 
 from __future__ import annotations
 
