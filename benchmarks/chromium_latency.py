@@ -192,6 +192,7 @@ def rtc_stages(page: Page, stack: Stack, seconds: float) -> list[str]:
                 processing,
                 presented - receive,
                 expected - presented,
+                presented - capture,
                 expected - capture,
             ),
             strict=True,
@@ -245,6 +246,7 @@ STAGE_NAMES = (
     "processingDuration (decode)",
     "receiveTime → presentationTime",
     "presentationTime → expectedDisplayTime",
+    "capture → presentationTime (decoded, to the compositor)",
     "capture → expectedDisplayTime (shown)",
 )
 
