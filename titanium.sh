@@ -55,8 +55,10 @@ case "$cmd" in
         # tests/integration/test_turn_coturn.py.
         # qemu-system-x86, mmdebstrap, cpio, kmod: the vivid VM (tools/vm/) for tests/hw.
         # nftables, iproute2: the NATs of the remote-viewing tests (tests/integration/nat.py).
+        # nginx: the printer UI's proxy in front of Titanium (tests/integration/nginx.py); the
+        # tests run their own, on their own port.
         need_apt python3 python3-venv ffmpeg chromium coturn qemu-system-x86 mmdebstrap cpio kmod \
-            nftables iproute2
+            nftables iproute2 nginx
         setup_venv "[test]"
         echo "== ruff"
         "$venv/bin/ruff" check .

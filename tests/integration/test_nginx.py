@@ -1,0 +1,79 @@
+"""Behind the printer's own nginx, as MainsailOS and KIAUH configure it (tests/integration/
+nginx.py): every plain-HTTP route works through the stock ``/webcam/`` location, which strips
+the prefix, buffers nothing and forwards no ``Upgrade``: MJPEG (frames arrive as they are
+made, not held by the proxy), snapshots, camera-streamer JSON and WHEP (its session URL
+resolved under the prefix), and Titanium's own viewer page under the prefix."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.integration.browser import Browser
+from tests.integration.mjpeg_client import MjpegClient
+from tests.integration.nginx import Nginx, find_nginx
+from tests.integration.rtc_client import camera_streamer_view, whep_view
+from tests.stack import Stack
+
+PLAYER = "document.querySelector('titanium-video')"
+pytestmark = pytest.mark.skipif(find_nginx() is None, reason="needs Debian's nginx")
+
+
+@pytest.fixture
+def proxied(stack: Stack, tmp_path: Path) -> Iterator[Nginx]:
+    server = Nginx(tmp_path / "nginx", stack.port)
+    yield server
+    server.close()
+
+
+def test_mjpeg_passes_the_stock_location_unbuffered(proxied: Nginx) -> None:
+    """Each part reaches the viewer as it is written: with the proxy holding parts back
+    (buffering on, or output postponed) frames would arrive in bursts or not at all."""
+    for path in ("/webcam/stream", "/webcam/?action=stream"):
+        client = MjpegClient(proxied.port, path)
+        try:
+            assert client.status_line.split()[1] == "200", (path, client.status_line)
+            assert client.headers["content-type"].startswith("multipart/x-mixed-replace")
+            headers, jpeg = client.next_part()
+            assert jpeg[:2] == b"\xff\xd8" and int(headers["content-length"]) == len(jpeg)
+            start = time.monotonic()
+            frames = client.frames_for(2.0)
+            # The test pattern runs at 30 fps; a loaded 2-core machine still passes 10.
+            assert frames >= 20, (path, frames, time.monotonic() - start)
+        finally:
+            client.close()
+
+
+def test_snapshots_pass_the_stock_location(proxied: Nginx) -> None:
+    for path in ("/webcam/snapshot", "/webcam/snapshot.jpg", "/webcam/?action=snapshot"):
+        with urllib.request.urlopen(proxied.url(path), timeout=5) as r:
+            body = r.read()
+            assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg", path
+            assert body[:2] == b"\xff\xd8" and int(r.headers["Content-Length"]) == len(body)
+
+
+def test_camera_streamer_and_whep_play_through_the_stock_location(proxied: Nginx) -> None:
+    base = proxied.url("/webcam")
+
+    async def main() -> None:
+        json_dialect = await camera_streamer_view(base, 4.0)
+        assert json_dialect.frames > 10, json_dialect
+        whep = await whep_view(base, 4.0)  # also DELETEs its session at the URL it was given
+        assert whep.frames > 10, whep
+        assert whep.session_url and whep.session_url.startswith(base + "/"), whep.session_url
+
+    asyncio.run(main())
+
+
+def test_the_viewer_page_plays_under_the_prefix(proxied: Nginx, browser: Browser) -> None:
+    """Titanium's own page opened through nginx at /webcam/: its scripts, /status and the
+    element's WHEP exchange all resolve under the prefix (an absolute URL would land on the
+    printer UI's own root), and Chromium decodes frames."""
+    page = browser.open(proxied.url("/webcam/"))
+    page.wait_for(f"{PLAYER}?.stats?.framesDecoded > 10", 30)
+    assert page.eval(f"{PLAYER}.getAttribute('camera')") == "cam0"
