@@ -30,6 +30,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from titanium.services.mjpeg import signalling
+from titanium.services.mjpeg.auth import AUTH, Access
 from titanium.services.mjpeg.bodies import JSON_LIMIT, SDP_LIMIT, read_text
 from titanium.services.mjpeg.errors import http_error
 from titanium.services.mjpeg.keys import CONFIG, GRANT, WEBRTC_RPC
@@ -40,6 +41,7 @@ from titanium.services.mjpeg.stream import snapshot, stream
 log = logging.getLogger("titanium.mjpeg.go2rtc")
 CLOSE_TIMEOUT = 2.0
 MAX_QUEUED = signalling.MAX_CANDIDATES  # candidates held before the answer
+ACCESS = Access(query="src")  # what every route here needs, but /api/streams (routes.py)
 
 
 def _src(request: web.Request) -> str:
@@ -159,6 +161,7 @@ class _Socket:
             if not isinstance(value, str) or not value:
                 raise http_error(400, "the value must be the offer's SDP")
             camera = _src(self.request)
+            self.recheck()
             limit_signalling(self.request)
             got = await _offer(self.request, camera, value, "go2rtc")
         except web.HTTPException as e:
@@ -171,6 +174,13 @@ class _Socket:
         queued, self.queued = self.queued, []
         if queued:
             await self.relay(queued)
+
+    def recheck(self) -> None:
+        """The token again, for each offer: the socket outlives the upgrade's check, and a
+        token revoked or expired since must open no new session (its sessions are ended
+        by the webrtc service; sessions.py)."""
+        if self.request.get(GRANT) is not None:
+            self.request.app[AUTH].check(self.request, ACCESS)
 
     async def candidate(self, value: Any) -> None:
         if not isinstance(value, str):

@@ -189,13 +189,15 @@ def test_src_is_the_camera_a_query_token_must_cover(make_stack: Any) -> None:
     """Pins: with http.auth 'token', go2rtc's routes checked the token against the first
     camera whatever ``?src=`` named (or not at all), so a token for cam1 could watch cam2.
     A query token (what Mainsail and Fluidd keep in the URL) opens the WebSocket, also
-    under /t/TOKEN/; /api/streams lists only the token's cameras."""
+    under /t/TOKEN/; /api/streams lists only the token's cameras. An open socket whose
+    token is revoked gets no new session (the check was made only at the upgrade)."""
     cams = [
         {"id": "cam1", "device": "testpattern", "resolution": "320x240", "fps": 10},
         {"id": "cam2", "device": "testpattern", "resolution": "320x240", "fps": 10},
     ]
     stack = make_stack(cams, http={"auth": "token"})
-    token = Tokens(stack.state_dir).create("cam1 only", ["cam1"], "view", ttl=600)[0]
+    tokens = Tokens(stack.state_dir)
+    token, grant = tokens.create("cam1 only", ["cam1"], "view", ttl=600)
 
     async def run() -> list[Any]:
         out: list[Any] = []
@@ -222,6 +224,12 @@ def test_src_is_the_camera_a_query_token_must_cover(make_stack: Any) -> None:
                         out.append(("open", (await _next(ws))["value"]))
                 except aiohttp.WSServerHandshakeError as e:
                     out.append(("refused", e.status))
+            # A socket outlives its token: revoked, it opens no new session.
+            async with http.ws_connect(stack.url(f"/api/ws?src=cam1&token={token}")) as ws:
+                tokens.revoke(grant.id)
+                await asyncio.sleep(1.5)  # the front door reads revocations every 0.5 s
+                await ws.send_json({"type": "webrtc/offer", "value": "v=0"})
+                out.append(("revoked", (await _next(ws))["value"]))
         return out
 
     got = asyncio.run(run())
@@ -233,3 +241,4 @@ def test_src_is_the_camera_a_query_token_must_cover(make_stack: Any) -> None:
     assert got[5] == ("refused", 403), got
     assert got[6][0] == "open" and got[6][1].startswith("webrtc/offer: "), got
     assert got[7][0] == "open" and got[7][1].startswith("webrtc/offer: "), got
+    assert got[8] == ("revoked", "webrtc/offer: the token was revoked"), got
