@@ -40,7 +40,7 @@ from titanium.services.mjpeg.stream import snapshot, stream
 
 log = logging.getLogger("titanium.mjpeg.go2rtc")
 CLOSE_TIMEOUT = 2.0
-MAX_QUEUED = signalling.MAX_CANDIDATES  # candidates held before the answer
+MAX_CANDIDATES = signalling.MAX_CANDIDATES  # per offer, the queued ones included
 ACCESS = Access(query="src")  # what every route here needs, but /api/streams (routes.py)
 
 
@@ -132,6 +132,7 @@ class _Socket:
         self.ws = ws
         self.session: str | None = None
         self.queued: list[dict[str, Any]] = []  # candidates before the answer
+        self.candidates = 0  # of this offer: each is an RPC, so a flood is refused
 
     async def error(self, kind: str, reason: str) -> None:
         """go2rtc's ``error``: the value names the message type it answers."""
@@ -156,7 +157,6 @@ class _Socket:
 
     async def offer(self, value: Any) -> None:
         await self.end()
-        self.queued.clear()  # they belonged to the offer before
         try:
             if not isinstance(value, str) or not value:
                 raise http_error(400, "the value must be the offer's SDP")
@@ -168,9 +168,10 @@ class _Socket:
             await self.error("webrtc/offer", _reason(e))
             return
         self.session = got["session"]
-        # Candidates that came while the offer was answered (none of ours follow: the
-        # answer carries them all).
+        self.candidates = len(self.queued)  # this session's so far
+        # No webrtc/candidate of ours follows: the answer carries them all.
         await self.ws.send_json({"type": "webrtc/answer", "value": got["sdp"]})
+        # Those that came while the offer was answered.
         queued, self.queued = self.queued, []
         if queued:
             await self.relay(queued)
@@ -186,11 +187,13 @@ class _Socket:
         if not isinstance(value, str):
             await self.error("webrtc/candidate", "the value must be a candidate: string")
             return
+        self.candidates += 1
+        if self.candidates > MAX_CANDIDATES:
+            if self.candidates == MAX_CANDIDATES + 1:  # said once, not once per candidate
+                await self.error("webrtc/candidate", f"at most {MAX_CANDIDATES} per offer")
+            return
         entry = {"candidate": value, "sdpMid": None, "sdpMLineIndex": None}
         if self.session is None:
-            if len(self.queued) >= MAX_QUEUED:
-                await self.error("webrtc/candidate", f"at most {MAX_QUEUED} before the offer")
-                return
             self.queued.append(entry)
             return
         await self.relay([entry])

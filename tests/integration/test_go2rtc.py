@@ -16,6 +16,7 @@ from aiortc.mediastreams import MediaStreamTrack
 from tests.integration.conftest import Stack
 from tests.integration.rtc_client import Received, _consume, recvonly_offer
 from titanium.common.tokens import Tokens
+from titanium.services.mjpeg.signalling import MAX_CANDIDATES
 
 ANSWER_TIMEOUT = 20.0
 
@@ -63,7 +64,8 @@ def test_ws_errors_keep_the_socket_and_queued_candidates_reach_the_session(
     ``webrtc/offer`` and the socket stays usable; candidates sent before the answer are
     held and relayed once the session exists (a bad one among them comes back as a
     ``webrtc/candidate`` error after the answer, so it did reach the webrtc service); the
-    peer then decodes frames, and closing the socket ends the session."""
+    peer then decodes frames; more than 64 candidates (an RPC each) are refused with one
+    error; closing the socket ends the session."""
 
     async def run() -> tuple[Received, list[dict[str, Any]]]:
         seen: list[dict[str, Any]] = []
@@ -91,6 +93,11 @@ def test_ws_errors_keep_the_socket_and_queued_candidates_reach_the_session(
                 seen.append(await _next(ws))  # the junk candidate's error
                 got = await _frames(pc, tracks)
                 seen.append({"sessions": len(_go2rtc_sessions(stack))})
+                # Each candidate is an RPC to the webrtc service: a flood is cut off, once.
+                for port in range(20000, 20000 + MAX_CANDIDATES):
+                    value = f"candidate:9 1 udp 2130706431 127.0.0.1 {port} typ host"
+                    await ws.send_json({"type": "webrtc/candidate", "value": value})
+                seen.append(await _next(ws))
                 await pc.close()
         return got, seen
 
@@ -102,6 +109,7 @@ def test_ws_errors_keep_the_socket_and_queued_candidates_reach_the_session(
     assert seen[3]["type"] == "error", seen
     assert seen[3]["value"].startswith("webrtc/candidate: "), seen
     assert seen[4] == {"sessions": 1}, seen
+    assert seen[5] == {"type": "error", "value": "webrtc/candidate: at most 64 per offer"}, seen
     assert got.frames >= 20 and (got.width, got.height) == (640, 480), got
     stack.wait_for(lambda st: not _go2rtc_sessions_in(st), 5, "the socket's session ended")
     assert stack.get("/snapshot")[0] == 200  # the front door serves on
