@@ -50,6 +50,7 @@ class Access:
     right: str = "view"  # common/tokens.py RIGHTS
     camera: bool = True  # it serves one camera (path, ?camera=, else the first): checked
     public: Callable[[web.Request], bool] | None = None  # requests it serves without a token
+    query: str = "camera"  # the query parameter that names the camera (go2rtc's: src)
 
 
 ACCESS = web.AppKey("auth_access", dict[web.AbstractResource, Access])
@@ -129,7 +130,7 @@ class Auth:
 
     def requested_camera(self, request: web.Request, access: Access) -> str | None:
         """The camera the handler will serve, read as stream.py and signalling.py read it."""
-        name = request.match_info.get("camera") or request.query.get("camera")
+        name = request.match_info.get("camera") or request.query.get(access.query)
         if name or not access.camera:
             return name or None
         return self.first_camera

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from titanium.services.mjpeg import auth, cors, signalling
+from titanium.services.mjpeg import auth, cors, go2rtc, signalling
 from titanium.services.mjpeg.page import index, serves_page, viewer_script
 from titanium.services.mjpeg.status import status
 from titanium.services.mjpeg.stream import snapshot, stream
@@ -32,6 +32,7 @@ class Route:
     right: str = "view"
     camera: bool = True
     public: Callable[[web.Request], bool] | None = None
+    query: str = "camera"  # the query parameter naming the camera
 
 
 TIMESTAMP = ("X-Timestamp",)
@@ -62,6 +63,13 @@ ROUTES = (
     Route("/", {"GET": index}, expose=TIMESTAMP, public=serves_page),
     Route("/{script:[a-z-]+}.js", {"GET": viewer_script}, public=lambda request: True),
     Route("/status", {"GET": status}, camera=False),  # a token sees its cameras' part
+    # go2rtc's API (go2rtc.py): ?src= names the camera. /stream.html is go2rtc's page.
+    Route("/stream.html", {"GET": index}, expose=TIMESTAMP, public=serves_page),
+    Route("/api/ws", {"GET": go2rtc.websocket}, query="src"),
+    Route("/api/webrtc", {"POST": go2rtc.webrtc_post}, ("Content-Type",), query="src"),
+    Route("/api/frame.jpeg", {"GET": go2rtc.frame_jpeg}, expose=TIMESTAMP, query="src"),
+    Route("/api/stream.mjpeg", {"GET": go2rtc.stream_mjpeg}, query="src"),
+    Route("/api/streams", {"GET": go2rtc.streams}, camera=False),  # the token's cameras
 )
 
 
@@ -73,4 +81,4 @@ def add_routes(app: web.Application) -> None:
             if prefix.endswith("{camera}") and not r.per_camera:
                 continue
             resource = cors.add(app, prefix + r.path, r.handlers, r.headers, r.expose, r.options)
-            auth.record(app, resource, auth.Access(r.right, r.camera, r.public))
+            auth.record(app, resource, auth.Access(r.right, r.camera, r.public, r.query))

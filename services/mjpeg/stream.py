@@ -14,10 +14,11 @@ from titanium.services.mjpeg.multipart import OPENING, STREAM_HEADERS
 from titanium.services.mjpeg.sessions import stream_session
 
 
-def _feed(request: web.Request) -> CameraFeed:
-    """The camera named by the path (/cam1/stream) or ``?camera=``, else the first."""
+def _feed(request: web.Request, name: str | None = None) -> CameraFeed:
+    """``name``, else the camera named by the path (/cam1/stream) or ``?camera=``, else the
+    first."""
     feeds = request.app[FEEDS]
-    name = request.match_info.get("camera") or request.query.get("camera")
+    name = name or request.match_info.get("camera") or request.query.get("camera")
     if name is None:
         return next(iter(feeds.values()))
     if name not in feeds:
@@ -33,8 +34,10 @@ def _priority(request: web.Request) -> str:
         raise web.HTTPBadRequest(text=f"{e}\n") from None
 
 
-async def stream(request: web.Request) -> web.StreamResponse:
-    feed = _feed(request)
+async def stream(request: web.Request, camera: str | None = None) -> web.StreamResponse:
+    """The MJPEG stream of ``camera`` (other dialects name it their way), else of the
+    camera the request names."""
+    feed = _feed(request, camera)
     priority = _priority(request)
     # Held by its token and address: capped per each, ended when the token is revoked.
     async with stream_session(request):
@@ -82,8 +85,8 @@ async def _stream(request: web.Request, feed: CameraFeed, priority: str) -> web.
     return response
 
 
-async def snapshot(request: web.Request) -> web.Response:
-    feed = _feed(request)
+async def snapshot(request: web.Request, camera: str | None = None) -> web.Response:
+    feed = _feed(request, camera)
     limit_snapshot(request)
     frame = await feed.snapshot()
     if frame is None:

@@ -44,8 +44,11 @@ LIMITS = {
 # Values for the router's placeholders; a route with a new one fails the walk until it is
 # named here, so it cannot go unwalked.
 PLACEHOLDERS = {"camera": "cam1", "session": "nosuch", "script": "titanium-video"}
-# What loads without a token: the viewer page (no ?action=) and its scripts. Nothing else.
-PUBLIC = {"/", "/{script}.js"}
+# What loads without a token: the viewer page (no ?action=, also as go2rtc's /stream.html)
+# and its scripts. Nothing else.
+PUBLIC = {"/", "/stream.html", "/{script}.js"}
+# What a token for another camera may read: its own cameras' part of these.
+LISTINGS = {"/status", "/api/streams"}
 REASONS = {
     "missing": "this needs a token (?token=, /t/TOKEN/…, Bearer or Basic)",
     "bad": "the token is not one this Titanium issued",
@@ -192,7 +195,7 @@ def expected(path: str, method: str, case: str) -> tuple[int | None, str]:
     if base in PUBLIC or case == "good":
         return None, ""
     if case == "wrong_camera":
-        return (None, "") if base == "/status" else (403, REASONS[case])
+        return (None, "") if base in LISTINGS else (403, REASONS[case])
     return 401, REASONS[case]
 
 
