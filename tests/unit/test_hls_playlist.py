@@ -3,6 +3,7 @@ from a real libx264 clip fed to the segmenter."""
 
 from __future__ import annotations
 
+import random
 import re
 from functools import cache
 
@@ -139,3 +140,51 @@ def test_segments_stretch_to_the_next_idr() -> None:
     firsts = [lines[i + 1] for i, line in enumerate(lines) if line.startswith("#EXT-X-PROGRAM")]
     # Four whole segments and the open one; parts listed for the last three.
     assert len(firsts) == 5 and all(f.endswith(",INDEPENDENT=YES") for f in firsts[2:])
+
+
+def test_part_target_covers_every_part_of_a_jittery_camera_and_never_shrinks() -> None:
+    """Pins a PART-TARGET shorter than the parts (capture times jitter by a few ms) or one
+    that moves down as the window slides (the spec forbids a change; iOS stalls), and
+    segments a few ms short of one second stretched on to the next IDR (2 s instead of 1)."""
+    rng = random.Random(13)
+    seg = Segmenter(segment_count=3)
+    targets = []
+    for i, au in enumerate(ten_seconds()):
+        jitter = rng.randint(-450, 450)  # ±5 ms
+        stall = 22_500 if i >= 20 else 0  # capture stalled 250 ms once, early on
+        seg.push(au.data, au.pts + jitter + stall, au.keyframe, au.wall)
+        text = seg.media_playlist()
+        if text is None:
+            continue
+        (inf,) = tag(text.splitlines(), "#EXT-X-PART-INF")
+        targets.append(float(inf.removeprefix("PART-TARGET=")))
+        durations = [float(d) for d in re.findall(r"#EXT-X-PART:DURATION=([\d.]+)", text)]
+        assert durations and max(durations) <= targets[-1]
+    # The stalled part left the window long ago; the target it raised stays.
+    assert seg.segments[0].msn > 0
+    assert targets == sorted(targets) and 0.25 < targets[-1] < 0.5
+    # Segments still end at the IDR nearest one second, not the one after.
+    assert all(abs(s.seconds - 1) < 0.05 for s in list(seg.segments))
+
+
+def test_a_new_sps_starts_a_new_init_and_window() -> None:
+    """Pins old segments served with a new init (the encoder reopened at a new size):
+    they cannot decode with it, so the window starts again under init1.mp4, numbering on."""
+    seg = fed(ten_seconds()[:100])
+    last_msn = seg.next_msn
+    after = ten_seconds()[99].pts + 3000
+    small = clip(70, size=(160, 120))
+    for au in small:
+        seg.push(au.data, after + au.pts - small[0].pts, au.keyframe, au.wall + 4)
+    text = seg.media_playlist("t=1")
+    assert text is not None
+    lines = text.splitlines()
+    assert tag(lines, "#EXT-X-MAP") == ['URI="init1.mp4?t=1"']
+    assert tag(lines, "#EXT-X-MEDIA-SEQUENCE") == [str(last_msn)]
+    assert seg.get("init0.mp4") is None and seg.get("seg0.mp4") is None
+    init = seg.get("init1.mp4")
+    assert (
+        init is not None and (160 << 16).to_bytes(4, "big") + (120 << 16).to_bytes(4, "big") in init
+    )
+    multi = seg.multivariant_playlist()
+    assert multi is not None and "RESOLUTION=160x120" in multi

@@ -61,7 +61,9 @@ class Segmenter:
         self._params = (b"", b"")
         self._pending: tuple[bytes, int, bool, float] | None = None  # avcc, dts, key, wall
         self._samples: list[fmp4.Sample] = []  # of the part being built
-        self._part_wall = 0.0
+        # PART-TARGET must not change (RFC 8216bis 4.4.3.7): it only grows, and only when a
+        # part comes out longer than any before (capture jitter, a dropped frame).
+        self._part_target = self.part_ticks
         self._last_duration = fmp4.TIMESCALE // 30
         self._changed: asyncio.Event | None = None
 
@@ -113,7 +115,10 @@ class Segmenter:
     def _add(self, sample: fmp4.Sample, wall: float) -> None:
         cur = self.current
         if cur is not None:
-            long_enough = cur.duration + self._built() >= self.segment_ticks
+            # The IDR nearest the target counts: capture jitter must not push a segment
+            # that is a few ms short on to the IDR after.
+            built = cur.duration + self._built() + sample.duration // 2
+            long_enough = built >= self.segment_ticks
             too_long = cur.duration + self._built() >= MAX_SEGMENT_SECONDS * fmp4.TIMESCALE
             if (sample.keyframe and long_enough) or too_long:
                 self._close_part()
@@ -122,8 +127,6 @@ class Segmenter:
         if cur is None:
             cur = self.current = Segment(self.next_msn, wall, self.init_version)
             self.next_msn += 1
-        if not self._samples:
-            self._part_wall = wall
         self._samples.append(sample)
         # Close at the sample boundary nearest the part target.
         if self._built() + sample.duration // 2 >= self.part_ticks:
@@ -143,6 +146,14 @@ class Segmenter:
         )
         self.next_part_id += 1
         self._samples = []
+        if part.duration > self._part_target:
+            if self.segments:  # once served, a change is worth knowing about
+                log.info(
+                    "part target %.3f s → %.3f s",
+                    self._part_target / fmp4.TIMESCALE,
+                    part.duration / fmp4.TIMESCALE,
+                )
+            self._part_target = part.duration
         self.current.parts.append(part)
         self._wake()
 
@@ -169,9 +180,8 @@ class Segmenter:
 
     @property
     def part_target(self) -> float:
-        """PART-TARGET: the longest part in the window, at least the configured target."""
-        parts = [p for s in self._all() for p in s.parts]
-        return max([self.part_ticks, *(p.duration for p in parts)]) / fmp4.TIMESCALE
+        """PART-TARGET in seconds: the longest part so far, at least the configured one."""
+        return self._part_target / fmp4.TIMESCALE
 
     def _all(self) -> list[Segment]:
         return [*self.segments, *([self.current] if self.current else [])]
