@@ -125,7 +125,7 @@ class Segmenter:
                 self._close_segment()
                 cur = None
         if cur is None:
-            cur = self.current = Segment(self.next_msn, wall, self.init_version)
+            cur = self.current = Segment(self.next_msn, wall)
             self.next_msn += 1
         self._samples.append(sample)
         # Close at the sample boundary nearest the part target.

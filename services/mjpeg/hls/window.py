@@ -27,7 +27,6 @@ class Segment:
 
     msn: int  # media sequence number
     wall: float  # capture time of its first sample, seconds since the epoch
-    init: int  # the version of the init segment its samples need
     parts: list[Part] = field(default_factory=list)
 
     @property
