@@ -52,6 +52,32 @@ def candidate_problem(text: str) -> str | None:
     return None
 
 
+# Not codecs: repair and redundancy formats that ride along with whatever is offered.
+NOT_CODECS = {"RTX", "RED", "ULPFEC", "FLEXFEC-03"}
+
+
+def video_codec_problem(sdp: str) -> str | None:
+    """Why the offer's first video section cannot carry Titanium's H.264, or None. aiortc
+    would only say it "failed to set remote video description send parameters"; a browser
+    without H.264 (Firefox before its OpenH264 plugin is downloaded) needs to hear why."""
+    names: list[str] = []
+    video = False
+    for line in sdp.splitlines():
+        if line.startswith("m="):
+            if video:
+                break
+            video = line.startswith("m=video")
+        elif video and line.startswith("a=rtpmap:") and " " in line:
+            names.append(line.split(" ", 1)[1].split("/")[0].upper())
+    if not names or "H264" in names:
+        return None
+    offered = ", ".join(sorted({n for n in names if n not in NOT_CODECS})) or "no codec"
+    return (
+        f"the offer's video has no H.264 (it offers {offered}): Titanium sends H.264 only"
+        " (Firefox offers it once its OpenH264 plugin is installed)"
+    )
+
+
 def check_sdp(sdp: str, what: str) -> None:
     """ValueError('<what>: <reason>') unless aiortc can read ``sdp`` (``what`` is 'offer'
     or 'answer')."""

@@ -58,7 +58,7 @@ from titanium.common.messages import (
 )
 from titanium.common.priority import admitted, parse_priority
 from titanium.common.rpc import RpcError, arg
-from titanium.services.webrtc.checks import check_sdp
+from titanium.services.webrtc.checks import check_sdp, video_codec_problem
 from titanium.services.webrtc.feed import EncodedFeed
 from titanium.services.webrtc.ice import (
     parse_candidates,
@@ -115,6 +115,9 @@ class SessionManager:
         camera = arg(args, "camera", str)
         self._feed(camera)  # an unknown camera is the first thing to say
         _check(sdp, "offer")
+        problem = video_codec_problem(sdp)
+        if problem:
+            raise RpcError("bad_sdp", problem)
         extra = self._session_ice(args)
         session = self._new_session(
             await self._configuration(extra),

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from aiortc.sdp import SessionDescription
 
-from titanium.services.webrtc.checks import candidate_problem, check_sdp
+from titanium.services.webrtc.checks import candidate_problem, check_sdp, video_codec_problem
 
 GOOD = (
     "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\na=group:BUNDLE 0\r\n"
@@ -78,3 +78,18 @@ def test_good_candidates_pass() -> None:
         "1 1 udp 2113937151 fe80::1 54400 typ host",
     ):
         assert candidate_problem(text) is None, text
+
+
+def test_an_offer_without_h264_is_told_why() -> None:
+    """Pins: Firefox without its OpenH264 plugin offers VP8 and VP9 only, and heard aiortc's
+    "Failed to set remote video description send parameters"."""
+    firefox = GOOD.replace("a=rtpmap:96 H264/90000", "a=rtpmap:96 VP8/90000").replace(
+        "a=fmtp:96 packetization-mode=1;profile-level-id=42e01f\r\n", ""
+    )
+    problem = video_codec_problem(firefox)
+    assert problem is not None and "no H.264 (it offers VP8)" in problem, problem
+    assert video_codec_problem(GOOD) is None
+    # An audio section's codecs are not the video's.
+    audio = "m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\nm=video"
+    assert video_codec_problem(GOOD.replace("m=video", audio, 1)) is None
+    assert video_codec_problem(firefox.replace("m=video", audio, 1)) is not None
