@@ -1,0 +1,161 @@
+"""The jmuxer dialect (services/mjpeg/jmuxer.py) on a real stack: what Mainsail's
+JMuxerStream player is sent over ``/jmuxer``, byte by byte (PROTOCOLS.md "More dialects /
+jmuxer"), what a client that never reads costs the others, and the encoder's demand."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import av
+
+from tests.integration.conftest import Stack
+
+FPS = 15
+AUD = b"\x00\x00\x00\x01\x09\xf0"
+CAMERA = {"device": "testpattern", "resolution": "640x480", "fps": FPS, "keyframe_interval": 2}
+
+
+def nal_types(data: bytes) -> list[int]:
+    """NAL types in order (every start code is 4 bytes in this dialect)."""
+    parts = data.split(b"\x00\x00\x00\x01")
+    assert parts[0] == b"", f"does not start with a start code: {data[:8].hex()}"
+    return [p[0] & 0x1F for p in parts[1:] if p]
+
+
+async def receive(url: str, count: int, timeout: float = 15) -> tuple[list[bytes], list[float]]:
+    """The first ``count`` binary messages of a jmuxer socket and when each came."""
+    msgs: list[bytes] = []
+    times: list[float] = []
+    async with (
+        aiohttp.ClientSession() as session,
+        session.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=2)) as ws,
+    ):
+        async with asyncio.timeout(timeout):
+            async for msg in ws:
+                assert msg.type == aiohttp.WSMsgType.BINARY, msg
+                msgs.append(msg.data)
+                times.append(time.monotonic())
+                if len(msgs) == count:
+                    break
+    return msgs, times
+
+
+def test_each_client_starts_at_sps_pps_idr_and_every_au_ends_with_two_auds(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins the dialect's bytes: the first message is SPS, PPS, IDR (jmuxer drops anything
+    before SPS/PPS); every message is one AU ending in two AUDs (jmuxer's two-frame delay),
+    without the encoder's own AUD and SEI; the stream decodes; and it is never sent faster
+    than the camera's rate (jmuxer's clock is 1000/fps ms a frame)."""
+    stack = make_stack([CAMERA])
+    url = stack.url("/cam0/jmuxer").replace("http://", "ws://")
+    msgs, times = asyncio.run(receive(url, 46))
+    assert nal_types(msgs[0])[:3] == [7, 8, 5], nal_types(msgs[0])
+    decoder = av.CodecContext.create("h264", "r")
+    decoder.thread_count = 1
+    pictures = 0
+    for i, m in enumerate(msgs):
+        assert m.endswith(AUD + AUD), f"message {i} ends {m[-12:].hex()}"
+        types = nal_types(m)
+        assert types[-2:] == [9, 9] and 9 not in types[:-2] and 6 not in types, (i, types)
+        assert 1 in types or 5 in types, f"message {i} carries no slice: {types}"
+        pictures += len(decoder.decode(av.Packet(m)))
+    assert pictures >= len(msgs) - 2, f"{pictures} pictures from {len(msgs)} AUs"
+    # 45 intervals of 1/15 s are 3 s; faster than 15 fps by more than jitter would be a burst.
+    span = times[-1] - times[1]
+    assert span >= 44 / FPS * 0.9, f"45 AUs in {span:.2f} s: faster than {FPS} fps"
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def stalled_client(port: int, path: str) -> socket.socket:
+    """A WebSocket client that upgrades and then never reads a byte (a tiny receive
+    buffer, so the front door's socket is behind within a few AUs)."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+        "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def test_a_client_that_never_reads_costs_nothing_and_the_encoder_idles_after_the_last(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins per-client backpressure: a socket that never drains skips to the next keyframe
+    instead of queueing, so the front door's memory stays flat and a reading client still
+    gets every frame at the camera's rate; and the front door's demand: the encoder runs
+    while jmuxer clients watch (nobody else does here) and idles once the last has gone."""
+    stack = make_stack([{**CAMERA, "bitrate": "4000k"}])
+    assert not stack.camera()["encoder"]["active"]
+    pid = stack.status()["services"]["mjpeg"]["pid"]
+    stalled = [stalled_client(stack.port, "/cam0/jmuxer") for _ in range(3)]
+    try:
+        url = stack.url("/cam0/jmuxer").replace("http://", "ws://")
+        asyncio.run(receive(url, 5))  # the stalled ones are behind by now
+        before = rss_kb(pid)
+        msgs, times = asyncio.run(receive(url, 1 + 5 * FPS, timeout=20))
+        grown = rss_kb(pid) - before
+        assert stack.camera()["encoder"]["active"], "jmuxer clients watch: the encoder runs"
+        rate = (len(times) - 2) / (times[-1] - times[1])
+        assert rate >= FPS * 0.8, f"the reading client got {rate:.1f} fps beside stalled ones"
+        sent = sum(len(m) for m in msgs)
+        # Three stalled clients queueing what the reader got would hold 3× its bytes.
+        assert grown * 1024 < sent, f"the front door grew {grown} kB; {sent} bytes were sent"
+    finally:
+        for s in stalled:
+            s.close()
+    stack.wait_for(
+        lambda s: not s["cameras"]["cam0"]["encoder"]["active"], 8, "the encoder idle again"
+    )
+
+
+def test_an_address_keeps_at_most_four_clients_and_a_bad_fps_is_refused(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins the orphan cap: Mainsail opens a socket on every settings change and never
+    closes the old one; the fifth client of an address closes the first, not itself."""
+    stack = make_stack([CAMERA])
+    url = stack.url("/cam0/jmuxer").replace("http://", "ws://")
+
+    async def run() -> tuple[int | None, list[bool]]:
+        async with aiohttp.ClientSession() as session:
+            sockets = [await session.ws_connect(url) for _ in range(4)]
+            await sockets[0].receive(timeout=10)  # served
+            newest = await session.ws_connect(url)
+            closed = await sockets[0].receive(timeout=10)
+            while closed.type == aiohttp.WSMsgType.BINARY:
+                closed = await sockets[0].receive(timeout=10)
+            got = await newest.receive(timeout=10)
+            open_ = [not s.closed for s in sockets[1:]]
+            for s in [*sockets, newest]:
+                await s.close()
+            assert got.type == aiohttp.WSMsgType.BINARY
+            return sockets[0].close_code, open_
+
+    code, still_open = asyncio.run(run())
+    assert code == 1008 and all(still_open), (code, still_open)
+    # And an ?fps= that is not a rate is a clear 400, not a stream jmuxer would misplay.
+    for fps in ("0", "abc", "500"):
+        code, _, body = stack.get(f"/jmuxer?fps={fps}")
+        assert code == 400 and b"fps must be" in body, (fps, code, body)
