@@ -49,6 +49,10 @@ class H264Client(Protocol):
         """Waiting for a keyframe and able to take one now (a client whose socket is
         behind asks for none: it would make every viewer pay for IDRs it cannot read)."""
 
+    def held(self) -> tuple[int, int]:
+        """(bytes held for it here: pending AUs and its socket's unsent buffer, times it
+        skipped to a keyframe)."""
+
 
 class H264Feed:
     def __init__(
@@ -133,6 +137,18 @@ class H264Feed:
         unit = H264Unit(for_players(got[1]), ready.keyframe, ready.seq, ready.ts_wall)
         for client in list(self.clients):
             client.offer(unit)
+
+    def describe(self) -> dict[str, int]:
+        """For /status: what the clients cost now (their queues are bounded: a stalled
+        client's ``held_bytes`` stays flat while its ``skips`` grow)."""
+        held = [c.held() for c in self.clients]
+        return {
+            "clients": len(self.clients),
+            "taken": self.taken,
+            "missed": self.missed,
+            "held_bytes": sum(b for b, _ in held),
+            "skips": sum(n for _, n in held),
+        }
 
     async def close(self) -> None:
         """Before the ZeroMQ context ends: the subscription closes in the task's own end."""

@@ -62,6 +62,12 @@ class JmuxerClient:
         return t is None or t.is_closing() or t.get_write_buffer_size() > BEHIND_BYTES
 
     def offer(self, unit: H264Unit) -> None:
+        if self.behind():
+            # Its socket is not draining: nothing more is held for it until it does, and
+            # then it starts again at a keyframe.
+            if not self.need_key:
+                self._skip()
+            return
         if len(self.pending) >= self.max_pending:
             self._skip()
         if self.need_key:
@@ -81,6 +87,11 @@ class JmuxerClient:
 
     def wants_keyframe(self) -> bool:
         return self.need_key and not self.behind()
+
+    def held(self) -> tuple[int, int]:
+        t = self._transport
+        unsent = 0 if t is None or t.is_closing() else t.get_write_buffer_size()
+        return sum(len(u.data) for u in self.pending) + unsent, self.skips
 
     async def pace(self) -> None:
         """Send the pending AUs, one per 1/fps at most, until the socket closes."""
