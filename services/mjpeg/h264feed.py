@@ -71,6 +71,7 @@ class H264Feed:
         self._publish = publish
         self._task: asyncio.Task[None] | None = None
         self._last: tuple[int, int] | None = None  # (ring_id, seq) of the last AU read
+        self._ring = RingFollower()
 
     def join(self, client: H264Client) -> None:
         """Start ``client`` at the next keyframe, asking the encoder for one now."""
@@ -93,17 +94,16 @@ class H264Feed:
 
     async def _run(self) -> None:
         sub = Subscriber(self._ctx, [self._endpoint], (EncodedReady,), hwm=64)
-        ring = RingFollower()
         repeat = asyncio.ensure_future(self._repeat())
         self._last = None
         try:
             async for msg in sub:
                 if isinstance(msg, EncodedReady) and msg.camera == self.camera_id:
-                    self._take(msg, ring)
+                    self.take(msg)
         finally:
             repeat.cancel()
             sub.close()
-            ring.close()
+            self._ring.close()
 
     async def _repeat(self) -> None:
         """The demand each second, and a keyframe request while a client waits for one
@@ -114,9 +114,10 @@ class H264Feed:
             if any(c.wants_keyframe() for c in self.clients):
                 self._publish(KeyframeRequest(self.camera_id, "join"))
 
-    def _take(self, ready: EncodedReady, ring: RingFollower) -> None:
+    def take(self, ready: EncodedReady) -> None:
+        """Read the AU ``ready`` announces and hand it to every client."""
         try:
-            got = ring.follow(ready.ring, ready.ring_id).read(ready.slot, ready.seq)
+            got = self._ring.follow(ready.ring, ready.ring_id).read(ready.slot, ready.seq)
         except RingError as e:
             log.warning("%s: %s", self.camera_id, e)
             got = None
