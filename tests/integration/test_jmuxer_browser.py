@@ -20,12 +20,22 @@ JMUXER = Path(__file__).parents[1] / "js" / "node_modules" / "jmuxer" / "dist" /
 # Mainsail's play(), less Vue; the counters are the test's. Frames shown are counted with
 # requestVideoFrameCallback (one call per frame composited), so a decoded but never shown
 # frame does not count.
-PLAYER_JS = """((url, fps) => {
+# Each shown frame's capture-to-shown latency is read from the test pattern's timecode strip
+# with Titanium's own reader (static/timecode.js, imported from Titanium's origin).
+PLAYER_JS = """(async (url, fps, reader) => {
+  const { StripReader } = await import(reader);
+  const strip = new StripReader();
   const video = document.createElement('video');
   video.autoplay = true;
   document.body.appendChild(video);
-  const jm = window.jm = {video, first: null, messages: 0, shown: 0, errors: [], ready: false};
-  const count = () => { jm.shown++; video.requestVideoFrameCallback(count); };
+  const jm = window.jm = {video, first: null, messages: 0, shown: 0, errors: [], ready: false,
+                          latency: []};
+  const count = () => {
+    jm.shown++;
+    const got = strip.read(video, video.videoWidth, video.videoHeight);
+    if (got && got.ms !== null) jm.latency.push(Date.now() - got.ms);
+    video.requestVideoFrameCallback(count);
+  };
   video.requestVideoFrameCallback(count);
   const jmuxer = new JMuxer({
     node: video, mode: 'video', flushingTime: 0, fps,
@@ -58,7 +68,8 @@ def test_mainsails_jmuxer_shows_frames_from_the_first_message_on(
     url = f"ws://127.0.0.1:{stack.port}/cam0/jmuxer?token={stack.token}"
     page = browser.open(other_origin.url("/"))
     page.eval(JMUXER.read_text() + "\n;typeof JMuxer")
-    page.eval(f"{PLAYER_JS}({json.dumps(url)}, {FPS})")
+    reader = f"http://127.0.0.1:{stack.port}/timecode.js"
+    page.eval(f"{PLAYER_JS}({json.dumps(url)}, {FPS}, {json.dumps(reader)})")
     page.wait_for("jm.shown > 5", 20)
     first = page.eval("jm.first")
     assert first[:4] == [0, 0, 0, 1] and first[4] & 0x1F == 7, f"first message starts {first}"
@@ -69,3 +80,9 @@ def test_mainsails_jmuxer_shows_frames_from_the_first_message_on(
         " dropped: jm.video.getVideoPlaybackQuality().droppedVideoFrames})"
     )
     assert state["errors"] == [] and state["ready"] and state["width"] == 640, state
+    latency = sorted(page.eval("jm.latency"))
+    assert len(latency) >= 2 * FPS, f"the timecode was read in {len(latency)} frames"
+    # jmuxer's own bound is its maxDelay of 500 ms; the two AUDs keep it from holding the
+    # last two frames back (2 × 67 ms at 15 fps). Generous for a loaded 2-core machine.
+    p50 = latency[len(latency) // 2]
+    assert p50 < 1000, f"capture to shown: p50 {p50} ms over {len(latency)} frames"
