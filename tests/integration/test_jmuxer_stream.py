@@ -205,3 +205,29 @@ def test_an_address_keeps_at_most_four_clients_and_a_bad_fps_is_refused(
     for fps in ("0", "abc", "500"):
         code, _, body = stack.get(f"/jmuxer?fps={fps}")
         assert code == 400 and b"fps must be" in body, (fps, code, body)
+
+
+def test_many_clients_share_one_encode(make_stack: Callable[..., Stack]) -> None:
+    """Pins one encode and one ring read per AU however many jmuxer clients watch: four
+    clients at once each get the camera's rate while the encoder writes, and the front door
+    reads, about one AU per frame, not one per client."""
+    stack = make_stack([CAMERA])
+    url = stack.url("/cam0/jmuxer").replace("http://", "ws://")
+    clients, count = 4, 1 + 3 * FPS
+
+    async def run() -> list[tuple[list[bytes], list[float]]]:
+        return await asyncio.gather(*(receive(url, count) for _ in range(clients)))
+
+    stack.wait_for(lambda s: s["cameras"]["cam0"]["online"], 10, "the camera online")
+    before = stack.camera()
+    got = asyncio.run(run())
+    time.sleep(2.0)  # the encoder's counts reach /status once a second
+    after = stack.camera()
+    for _, times in got:
+        rate = (len(times) - 2) / (times[-1] - times[1])
+        assert rate >= FPS * 0.8, f"a client got {rate:.1f} fps of {FPS}"
+    encoded = after["encoder"]["frames_out"] - before["encoder"]["frames_out"]
+    taken = after["jmuxer"]["taken"] - before["jmuxer"]["taken"]
+    # Each client took `count` AUs over about 3 s; one encode for all is about as many AUs
+    # (a few more: from the join to the first keyframe, and until the demand went to 0).
+    assert taken <= 1.5 * count and encoded <= 1.5 * count, (encoded, taken, count)
