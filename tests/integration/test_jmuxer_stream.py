@@ -19,6 +19,7 @@ import pytest
 
 from tests.integration import netns as namespaces
 from tests.integration.conftest import Stack
+from tests.integration.rtc_client import HeldPeer
 from titanium.services.mjpeg.jmuxer import BEHIND_BYTES
 
 FPS = 15
@@ -231,3 +232,42 @@ def test_many_clients_share_one_encode(make_stack: Callable[..., Stack]) -> None
     # Each client took `count` AUs over about 3 s; one encode for all is about as many AUs
     # (a few more: from the join to the first keyframe, and until the demand went to 0).
     assert taken <= 1.5 * count and encoded <= 1.5 * count, (encoded, taken, count)
+
+
+def loop_wakeups(pid: int) -> int:
+    """Voluntary context switches of the front door's main thread (its event loop)."""
+    for line in Path(f"/proc/{pid}/task/{pid}/status").read_text().splitlines():
+        if line.startswith("voluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    raise AssertionError("no voluntary_ctxt_switches")
+
+
+def test_after_the_last_jmuxer_client_the_front_door_hears_no_aus_and_webrtc_plays_on(
+    make_stack: Callable[..., Stack],
+) -> None:
+    """Pins the front door's subscription to the encoder lasting only while it has H.264
+    clients: after the last jmuxer client, with a WebRTC viewer keeping the encoder busy,
+    it hears no AU and its loop does not wake per AU. Checks too, across the real services,
+    that the front door's demand going to 0 leaves the WebRTC viewer's stream running
+    (the encoder's sum of sources is pinned by test_encoder_demand_sources.py)."""
+    stack = make_stack([CAMERA])
+    peer = HeldPeer(stack.base)
+    try:
+        assert peer.playing.wait(20), f"the WebRTC viewer got no frame: {peer.error}"
+        url = stack.url("/cam0/jmuxer").replace("http://", "ws://")
+        asyncio.run(receive(url, 2 * FPS))
+        time.sleep(4.0)  # past the encoder's demand timeout: a stale count would show now
+        pid = stack.status()["services"]["mjpeg"]["pid"]
+        cam0, woke0, frames0 = stack.camera(), loop_wakeups(pid), peer.frames
+        time.sleep(3.0)
+        cam1, woke1 = stack.camera(), loop_wakeups(pid)
+        assert cam1["encoder"]["active"] and peer.frames - frames0 >= 2 * FPS, (
+            "the WebRTC viewer lost its stream when the jmuxer client left"
+        )
+        assert cam1["jmuxer"] == {**cam0["jmuxer"], "clients": 0}, (cam0, cam1)
+        aus = cam1["encoder"]["frames_out"] - cam0["encoder"]["frames_out"]
+        # Measured: 25-28 wake-ups in 3 s for 43-46 AUs (heartbeats, the bus, /status);
+        # subscribed, the loop also woke for every AU.
+        assert woke1 - woke0 < aus, f"the loop woke {woke1 - woke0} times for {aus} AUs"
+    finally:
+        peer.close()
