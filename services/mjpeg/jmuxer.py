@@ -14,7 +14,8 @@ Annex-B H.264, one access unit each, as PROTOCOLS.md "More dialects / jmuxer" sa
 - Mainsail never closes its socket when the panel goes and opens a new one on every
   settings change, so an address keeps at most ``PER_ADDRESS`` clients of a camera: the
   oldest (the orphan) is closed when another arrives. Beyond that the front door's session
-  caps (sessions.py) and query-token auth apply as on every route.
+  caps (sessions.py) and query-token auth apply as on every route, and ``?priority=``
+  and the governor's admission as for MJPEG streams (a shed client's socket is dropped).
 
 Messages from the client are read and ignored (jmuxer sends none).
 """
@@ -29,8 +30,9 @@ from collections import deque
 
 from aiohttp import WSCloseCode, web
 
+from titanium.common.priority import parse_priority
 from titanium.services.mjpeg.h264feed import H264_FEEDS, H264Feed, H264Unit
-from titanium.services.mjpeg.keys import CONFIG
+from titanium.services.mjpeg.keys import BUS, CONFIG
 from titanium.services.mjpeg.limits import client_address
 from titanium.services.mjpeg.sessions import STREAMS, stream_session
 
@@ -159,23 +161,41 @@ def _evict_orphans(request: web.Request, feed: H264Feed, address: str) -> None:
         request.app[STREAMS].keep(asyncio.ensure_future(_close(old.ws)))
 
 
+def _priority(request: web.Request) -> str:
+    """``?priority=high|medium|low`` (common/priority.py), medium by default."""
+    try:
+        return parse_priority(request.query.get("priority"))
+    except ValueError as e:
+        raise web.HTTPBadRequest(text=f"{e}\n") from None
+
+
 async def jmuxer(request: web.Request) -> web.StreamResponse:
     feed = _feed(request)
     fps = _fps(request, request.app[CONFIG].camera(feed.camera_id).fps)
+    priority = _priority(request)
+    viewers = request.app[BUS]
+    if not viewers.admits(priority):
+        raise web.HTTPServiceUnavailable(
+            text=f"{priority}-priority viewers are not served now: {viewers.reason}\n",
+            headers={"Retry-After": "10"},
+        )
     async with stream_session(request):
         # H.264 does not compress: permessage-deflate would only cost CPU per client.
         ws = web.WebSocketResponse(compress=False, max_msg_size=4096)
         await ws.prepare(request)
         client = JmuxerClient(ws, request, fps)
         _evict_orphans(request, feed, client.address)
-        feed.join(client)
-        pacer = asyncio.ensure_future(client.pace())
-        try:
-            async for _ in ws:  # jmuxer sends nothing; this ends when the socket closes
-                pass
-        finally:
-            feed.leave(client)
-            pacer.cancel()
-            with contextlib.suppress(asyncio.CancelledError, ConnectionError):
-                await pacer
+        # Counted as the front door's viewers of the camera (the governor's events and
+        # /status), and ended with them when the governor sheds their priority.
+        with viewers.watching(feed.camera_id, priority):
+            feed.join(client)
+            pacer = asyncio.ensure_future(client.pace())
+            try:
+                async for _ in ws:  # jmuxer sends nothing; this ends when the socket closes
+                    pass
+            finally:
+                feed.leave(client)
+                pacer.cancel()
+                with contextlib.suppress(asyncio.CancelledError, ConnectionError):
+                    await pacer
         return ws

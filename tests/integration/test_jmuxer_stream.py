@@ -19,7 +19,10 @@ import pytest
 
 from tests.integration import netns as namespaces
 from tests.integration.conftest import Stack
+from tests.integration.governor_client import call
 from tests.integration.rtc_client import HeldPeer
+from tests.integration.test_governor import quiet_board
+from titanium.common.endpoints import Endpoints
 from titanium.services.mjpeg.jmuxer import BEHIND_BYTES
 
 FPS = 15
@@ -271,3 +274,44 @@ def test_after_the_last_jmuxer_client_the_front_door_hears_no_aus_and_webrtc_pla
         assert woke1 - woke0 < aus, f"the loop woke {woke1 - woke0} times for {aus} AUs"
     finally:
         peer.close()
+
+
+def test_low_priority_jmuxer_clients_are_shed_in_a_critical_phase(
+    make_stack: Callable[..., Stack], tmp_path: Path
+) -> None:
+    """Pins jmuxer clients under the governor's admission like MJPEG viewers: a
+    ``priority=low`` client is dropped on the first layer of a print and a new one refused
+    with 503, while a medium one keeps its frames."""
+    stack = make_stack([CAMERA], governor=quiet_board(tmp_path))
+    url = stack.url("/cam0/jmuxer").replace("http://", "ws://")
+
+    async def run() -> tuple[str, int, int]:
+        async with aiohttp.ClientSession() as session:
+            low = await session.ws_connect(url + "?priority=low")
+            medium = await session.ws_connect(url)
+            for ws in (low, medium):
+                assert (await ws.receive(timeout=10)).type == aiohttp.WSMsgType.BINARY
+            rpc = Endpoints(stack.runtime_dir).governor_rpc()
+            await asyncio.to_thread(call, rpc, "print.state", state="printing", layer=1)
+            ended = "open"
+            async with asyncio.timeout(5):
+                while ended == "open":
+                    msg = await low.receive()
+                    if msg.type != aiohttp.WSMsgType.BINARY:
+                        ended = msg.type.name
+            try:
+                await session.ws_connect(url + "?priority=low")
+                refused = 0
+            except aiohttp.WSServerHandshakeError as e:
+                refused = e.status
+            frames = 0
+            async with asyncio.timeout(5):
+                while frames < FPS:
+                    if (await medium.receive()).type == aiohttp.WSMsgType.BINARY:
+                        frames += 1
+            await medium.close()
+            return ended, refused, frames
+
+    ended, refused, frames = asyncio.run(run())
+    assert ended in ("CLOSE", "CLOSED", "CLOSING", "ERROR") and refused == 503, (ended, refused)
+    assert frames == FPS
