@@ -60,6 +60,15 @@ case "$cmd" in
         need_apt python3 python3-venv ffmpeg chromium coturn qemu-system-x86 mmdebstrap cpio kmod \
             nftables iproute2 nginx
         setup_venv "[test]"
+        # The frontends' own players at the versions they pin (tests/js/package-lock.json:
+        # jmuxer as Mainsail's), for the browser tests; node_modules is ignored by git and
+        # reinstalled only when the lockfile changes.
+        command -v npm >/dev/null || need_apt nodejs npm
+        js_stamp="tests/js/node_modules/.titanium-$(sha1sum tests/js/package-lock.json | cut -c1-12)"
+        if [ ! -f "$js_stamp" ]; then
+            npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+            touch "$js_stamp"
+        fi
         echo "== ruff"
         "$venv/bin/ruff" check .
         "$venv/bin/ruff" format --check .

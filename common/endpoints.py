@@ -51,7 +51,8 @@ class Endpoints:
         return self._ipc("mirage.pub")
 
     def mjpeg_pub(self) -> str:
-        """PUB of the HTTP front door: ViewerCount, heartbeats."""
+        """PUB of the HTTP front door: ViewerCount, heartbeats, and StreamDemand and
+        KeyframeRequest for its H.264 WebSocket clients."""
         return self._ipc("mjpeg.pub")
 
     def governor_pub(self) -> str:

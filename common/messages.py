@@ -180,13 +180,18 @@ class EncoderStatus(Message):
 
 @dataclass(frozen=True)
 class StreamDemand(Message):
-    """How many viewers want a camera's encoded stream; the encoder idles at zero.
-    Sent on every change and about once a second."""
+    """How many viewers of one source want a camera's encoded stream; the encoder adds up
+    the recent demands of every source and idles at zero. Sent on every change and about
+    once a second by each source."""
 
     TOPIC: ClassVar[bytes] = b"demand"
+    VERSION: ClassVar[int] = 2  # 2: source
     camera: str
     codec: str
     viewers: int
+    # Who counts these viewers: 'webrtc' (the WebRTC service, and every version-1 sender),
+    # 'mjpeg' (the front door's H.264 WebSocket clients).
+    source: str = "webrtc"
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ reached at: what ``titaniumctl token create`` prints and the control socket's
 ``token.create`` returns (Hydrogen shows them), built in one place so both say the same.
 
 Each client carries the token where it can (PROTOCOLS.md, "Tokens that browser clients can
-carry"): ``?token=`` for MJPEG, snapshots and camera-streamer signalling; the ``/t/TOKEN/``
+carry"): ``?token=`` for MJPEG, snapshots, camera-streamer signalling and jmuxer; the ``/t/TOKEN/``
 path prefix for WHEP, since both frontends' WHEP clients drop the query. The first camera of
 the config is the one served without a camera in the path; every other one is under
 ``/CAMERA/``.
@@ -26,6 +26,7 @@ DIALECTS = (
     ("webrtc_mediamtx", 'Mainsail/Fluidd "WebRTC (MediaMTX)"', "stream URL"),
     ("octoprint_webrtc", "OctoPrint", "WebRTC stream URL"),
     ("whep", "WHEP players (OBS, GStreamer whepsrc, …)", "URL"),
+    ("jmuxer", 'Mainsail "jmuxer-stream"', "stream URL"),
 )
 
 
@@ -55,6 +56,8 @@ def camera_urls(host: Address, token: str, camera: str | None) -> dict[str, str]
         "webrtc_mediamtx": host.http_url(f"/t/{t}{cam}/"),
         "octoprint_webrtc": f"webrtc://{host}{cam}/webrtc{query}",
         "whep": host.http_url(f"/t/{t}{cam}/whep"),
+        # Mainsail's jmuxer player takes only an absolute ws:// (or wss://) URL.
+        "jmuxer": f"ws://{host}{cam}/jmuxer{query}",
     }
 
 

@@ -30,13 +30,14 @@ POLL_MS = 250  # how soon a stop request or a demand timeout is noticed when idl
 def run_encoder(
     camera: CameraConfig, endpoints: Endpoints, stopping: threading.Event, started: float
 ) -> None:
-    """Bind the publisher, follow capture and the WebRTC service until ``stopping``."""
+    """Bind the publisher, follow capture and the viewers' services until ``stopping``."""
     ctx: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
     pub = Publisher(ctx, endpoints.encoder_pub(camera.id), hwm=64)
     frames = Subscriber(ctx, [endpoints.capture_pub(camera.id)], (FrameReady,), hwm=64)
     orders = Subscriber(
         ctx,
-        [endpoints.webrtc_pub(), endpoints.governor_pub()],
+        # The front door asks for H.264 too (its WebSocket dialects): demand and keyframes.
+        [endpoints.webrtc_pub(), endpoints.mjpeg_pub(), endpoints.governor_pub()],
         (StreamDemand, KeyframeRequest, BitrateHint, QualityCommand),
         hwm=64,
     )

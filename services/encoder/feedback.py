@@ -1,12 +1,13 @@
 """When to encode, when to make an IDR and which bitrate to aim at: the encoder's decisions
-from the WebRTC service's messages, with time passed in so tests need no clock tricks."""
+from its viewers' services' messages (the WebRTC service's and the front door's), with time
+passed in so tests need no clock tricks."""
 
 from __future__ import annotations
 
 from collections import deque
 
-# The WebRTC service repeats StreamDemand every second; three missed in a row means it is
-# gone (killed, restarting) and nobody is left to watch.
+# Each source (the WebRTC service, the front door) repeats its StreamDemand every second;
+# three missed in a row means that source is gone (killed, restarting) and its viewers with it.
 DEMAND_TIMEOUT = 3.0
 # Every viewer's PLI/FIR asks for an IDR, and a lossy link sends them in bursts; an IDR
 # is 5–10 times a P-frame, so one per half second serves them all without flooding.
@@ -25,17 +26,22 @@ class EncodeControl:
         self.max_bitrate = max_bitrate
         self.floor = floor
         self.bitrate = max_bitrate
-        self.viewers = 0
-        self._demand_at = float("-inf")
+        self.viewers = 0  # the sum over the sources whose demand was fresh when last checked
+        self._demands: dict[str, tuple[int, float]] = {}  # source -> (viewers, when)
         self._was_active = False
         self._wanted_at: float | None = None  # oldest unanswered keyframe request
         self._last_idr = float("-inf")
         self._hints: deque[tuple[float, int]] = deque()
         self._last_change = float("-inf")
 
-    def demand(self, viewers: int, now: float) -> None:
-        self.viewers = max(0, viewers)
-        self._demand_at = now
+    def demand(self, viewers: int, now: float, source: str = "webrtc") -> None:
+        """``source``'s viewers as of ``now``; it replaces that source's earlier demand only,
+        and times out on its own."""
+        self._demands[source] = (max(0, viewers), now)
+        self.viewers = self._fresh(now)
+
+    def _fresh(self, now: float) -> int:
+        return sum(n for n, at in self._demands.values() if now - at <= DEMAND_TIMEOUT)
 
     def set_ceiling(self, bitrate: int, floor: int) -> None:
         """The governor's bitrate for the camera's rung: hints move under it from now on,
@@ -51,8 +57,9 @@ class EncodeControl:
         self._hints.append((now, bitrate))
 
     def active(self, now: float) -> bool:
-        """Someone watches: the latest demand is above zero and recent."""
-        return self.viewers > 0 and now - self._demand_at <= DEMAND_TIMEOUT
+        """Someone watches: the recent demands of all sources add up to more than zero."""
+        self.viewers = self._fresh(now)
+        return self.viewers > 0
 
     def force_idr(self, now: float) -> bool:
         """Whether the frame about to be encoded must be an IDR. Call once per frame, only

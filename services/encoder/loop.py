@@ -1,5 +1,6 @@
 """The encoder loop: FrameReady from capture in, H.264 access units out to the encoder's
-own ring with an EncodedReady each, only while the WebRTC service says someone watches."""
+own ring with an EncodedReady each, only while the WebRTC service or the front door says
+someone watches."""
 
 from __future__ import annotations
 
@@ -76,13 +77,13 @@ class Encoder:
         self._frame_fps = 0.0  # the rate the last frames carried
 
     def on_message(self, msg: Message) -> None:
-        """A StreamDemand, KeyframeRequest or BitrateHint from the WebRTC service, or the
-        governor's QualityCommand."""
+        """A StreamDemand, KeyframeRequest or BitrateHint from the WebRTC service (demand and
+        keyframe requests from the front door too), or the governor's QualityCommand."""
         now = self.clock()
         if getattr(msg, "camera", None) != self.camera.id:
             return
         if isinstance(msg, StreamDemand) and msg.codec == "h264":
-            self.control.demand(msg.viewers, now)
+            self.control.demand(msg.viewers, now, msg.source)
         elif isinstance(msg, KeyframeRequest):
             self.control.keyframe_wanted(now)
         elif isinstance(msg, BitrateHint):

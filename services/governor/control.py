@@ -154,7 +154,7 @@ class Control:
         rights?: 'view'|'control'|'admin' ('view'), ttl?: '30d'|'12h'|'45m'|'90s' or
         seconds (30 days)}`` → ``{token, grant: {id, name, cameras, rights, issued,
         expires}, urls: [{camera, host, urls: {mjpeg_stream, mjpeg_snapshot,
-        webrtc_camerastreamer, webrtc_mediamtx, octoprint_webrtc, whep}}]}``: what
+        webrtc_camerastreamer, webrtc_mediamtx, octoprint_webrtc, whep, jmuxer}}]}``: what
         ``titaniumctl token create --json`` prints (common/tokenurls.py)."""
         name = arg(args, "name", str)
         if not name.strip():

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from titanium.services.mjpeg import auth, cors, go2rtc, signalling
+from titanium.services.mjpeg.jmuxer import jmuxer
 from titanium.services.mjpeg.page import index, serves_page, viewer_script
 from titanium.services.mjpeg.status import status
 from titanium.services.mjpeg.stream import snapshot, stream
@@ -58,6 +59,8 @@ ROUTES = (
         signalling.WHEP_EXPOSE,
         per_camera=True,
     ),
+    # Mainsail's jmuxer-stream: a WebSocket of binary H.264 (jmuxer.py).
+    Route("/jmuxer", {"GET": jmuxer}, per_camera=True),
     # The page and its scripts carry no video, status or signalling: they load without a
     # token, and the page passes its own on. ?action=stream|snapshot is a camera's video.
     Route("/", {"GET": index}, expose=TIMESTAMP, public=serves_page),

@@ -15,6 +15,7 @@ from titanium.common import bus
 from titanium.common.rpc import RpcError
 from titanium.common.tokens import Grant
 from titanium.services.mjpeg.auth import AUTH
+from titanium.services.mjpeg.h264feed import H264_FEEDS
 from titanium.services.mjpeg.keys import (
     BUS,
     CONFIG,
@@ -76,6 +77,8 @@ async def status_document(app: web.Application) -> dict[str, Any]:
             "webrtc_frames": rtc.get("taken", 0),
             "webrtc_packetized": rtc.get("packetized", 0),
             "max_viewers": config.streaming.max_viewers,
+            # The H.264 WebSocket clients (jmuxer.py): their count and what they hold here.
+            "jmuxer": app[H264_FEEDS][cam.id].describe(),
             "error": st.error if st else "",
             "controls": st.controls if st else {},
             "encoder": None

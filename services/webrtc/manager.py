@@ -354,7 +354,7 @@ class SessionManager:
     # -- messages to the encoder ------------------------------------------------------
 
     def _demand(self, camera: str) -> None:
-        self._publish(StreamDemand(camera, "h264", self._viewers(camera)))
+        self._publish(StreamDemand(camera, "h264", self._viewers(camera), "webrtc"))
         counts: dict[str, int] = {}
         for s in self.sessions.values():
             if s.camera == camera:

@@ -69,3 +69,22 @@ def test_small_moves_and_silence_change_nothing() -> None:
     c.bitrate_hint(1_000_000, 2.0)
     assert c.next_bitrate(2.0) == 1_000_000
     assert c.next_bitrate(30.0) == MAX, "no hints for a while: back to the configured rate"
+
+
+def test_demands_of_two_sources_add_up_and_time_out_each_on_its_own() -> None:
+    """Pins the single viewer count the encoder kept per camera: the front door's demand
+    replaced the WebRTC service's, so one source going to 0 stopped the encoder while the
+    other's viewers still watched."""
+    c = EncodeControl(MAX, FLOOR)
+    c.demand(2, 0.0, "webrtc")
+    c.demand(1, 0.5, "mjpeg")
+    assert c.active(0.5) and c.viewers == 3
+    c.demand(0, 1.0, "mjpeg")
+    assert c.active(1.0) and c.viewers == 2, "the WebRTC viewers still watch"
+    c.demand(1, 1.5, "mjpeg")
+    c.demand(0, 2.0, "webrtc")
+    assert c.active(2.0) and c.viewers == 1, "the front door's viewer still watches"
+    c.demand(2, 3.0, "webrtc")
+    # The front door went silent (its last demand at 1.5); the WebRTC service did not.
+    assert c.active(4.6) and c.viewers == 2
+    assert not c.active(6.5), "both sources went silent"

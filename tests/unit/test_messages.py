@@ -12,6 +12,7 @@ from titanium.common.messages import (
     Heartbeat,
     MessageError,
     QualityCommand,
+    StreamDemand,
     ViewerAdmission,
     ViewerCount,
     decode,
@@ -71,3 +72,14 @@ def test_malformed_frames_raise_message_error(frames: list[bytes]) -> None:
 def test_decode_as_checks_the_type() -> None:
     with pytest.raises(MessageError, match="expected FrameReady"):
         decode_as(FrameReady, encode(Heartbeat("x", 1, 1.0)))
+
+
+def test_a_version_1_stream_demand_counts_as_the_webrtc_services() -> None:
+    """Pins StreamDemand's new ``source``: a sender that predates it (version 1, no field)
+    must still decode, as the WebRTC service's demand."""
+    old = [b"demand", msgpack.packb({"camera": "cam0", "codec": "h264", "viewers": 2, "v": 1})]
+    msg = decode(old)
+    assert msg == StreamDemand("cam0", "h264", 2, "webrtc")
+    assert decode(encode(StreamDemand("cam0", "h264", 1, "mjpeg"))) == StreamDemand(
+        "cam0", "h264", 1, "mjpeg"
+    )

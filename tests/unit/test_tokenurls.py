@@ -15,6 +15,14 @@ def test_an_ipv6_host_is_bracketed_in_every_dialect() -> None:
     assert urls["mjpeg_stream"] == "http://[::1]:8080/cam1/stream?token=a.b-c_d"
     assert urls["octoprint_webrtc"] == "webrtc://[::1]:8080/cam1/webrtc?token=a.b-c_d"
     assert urls["webrtc_mediamtx"] == "http://[::1]:8080/t/a.b-c_d/cam1/"
+    assert urls["jmuxer"] == "ws://[::1]:8080/cam1/jmuxer?token=a.b-c_d"
+
+
+def test_the_jmuxer_url_is_an_absolute_websocket_url_with_the_token() -> None:
+    """Pins the jmuxer dialect's URL in ``token create``: Mainsail refuses a jmuxer stream
+    URL that is not an absolute ws:// one, and its player can carry only a query token."""
+    urls = camera_urls(Address("192.0.2.7", 8080), "tok", None)
+    assert urls["jmuxer"] == "ws://192.0.2.7:8080/jmuxer?token=tok"
 
 
 def test_allowed_cameras_keep_the_config_order_and_name_unknown_ones() -> None:
