@@ -56,9 +56,10 @@ case "$cmd" in
         # qemu-system-x86, mmdebstrap, cpio, kmod: the vivid VM (tools/vm/) for tests/hw.
         # nftables, iproute2: the NATs of the remote-viewing tests (tests/integration/nat.py).
         # nginx: the printer UI's proxy in front of Titanium (tests/integration/nginx.py); the
-        # tests run their own, on their own port.
+        # tests run their own, on their own port. firefox-esr: the viewer element in Firefox
+        # (tests/integration/firefox.py).
         need_apt python3 python3-venv ffmpeg chromium coturn qemu-system-x86 mmdebstrap cpio kmod \
-            nftables iproute2 nginx
+            nftables iproute2 nginx firefox-esr
         setup_venv "[test]"
         # The frontends' own players at the versions they pin (tests/js/package-lock.json:
         # jmuxer as Mainsail's), for the browser tests; node_modules is ignored by git and

@@ -27,7 +27,13 @@ async def index(request: web.Request) -> web.StreamResponse:
     return web.Response(text=page.read_text(), content_type="text/html")
 
 
-VIEWER_SCRIPTS = ("titanium-video.js", "timecode.js", "whep.js", "mjpegcanvas.js")
+VIEWER_SCRIPTS = (
+    "titanium-video.js",
+    "timecode.js",
+    "whep.js",
+    "mjpegcanvas.js",
+    "webcodecs.js",
+)
 
 
 async def viewer_script(request: web.Request) -> web.Response:

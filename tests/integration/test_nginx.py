@@ -2,7 +2,9 @@
 nginx.py): every plain-HTTP route works through the stock ``/webcam/`` location, which strips
 the prefix, buffers nothing and forwards no ``Upgrade``: MJPEG (frames arrive as they are
 made, not held by the proxy), snapshots, camera-streamer JSON and WHEP (its session URL
-resolved under the prefix), and Titanium's own viewer page under the prefix."""
+resolved under the prefix), go2rtc's ``POST /api/webrtc``, and Titanium's own viewer page
+under the prefix. The WebSocket dialects are refused there with a reason (426), and play once
+the location has the lines docs/frontends.md gives."""
 
 from __future__ import annotations
 
@@ -11,13 +13,22 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
+from aiortc import RTCSessionDescription
 
 from tests.integration.browser import Browser
 from tests.integration.mjpeg_client import MjpegClient
 from tests.integration.nginx import Nginx, find_nginx
-from tests.integration.rtc_client import camera_streamer_view, whep_view
+from tests.integration.rtc_client import (
+    Received,
+    _consume,
+    camera_streamer_view,
+    recvonly_offer,
+    whep_view,
+)
 from tests.stack import Stack
 
 PLAYER = "document.querySelector('titanium-video')"
@@ -77,3 +88,68 @@ def test_the_viewer_page_plays_under_the_prefix(proxied: Nginx, browser: Browser
     page = browser.open(proxied.url("/webcam/"))
     page.wait_for(f"{PLAYER}?.stats?.framesDecoded > 10", 30)
     assert page.eval(f"{PLAYER}.getAttribute('camera')") == "cam0"
+
+
+async def _play_go2rtc(base: str, websocket: bool) -> Received:
+    """go2rtc's exchange at ``base``: over ``/api/ws`` or ``POST /api/webrtc``; frames for 3 s."""
+    pc = await recvonly_offer()
+    tracks: asyncio.Queue[Any] = asyncio.Queue()
+    pc.on("track", tracks.put_nowait)
+    async with aiohttp.ClientSession() as http:
+        if websocket:
+            async with http.ws_connect(f"{base}/api/ws?src=cam0") as ws:
+                await ws.send_json({"type": "webrtc/offer", "value": pc.localDescription.sdp})
+                reply = await ws.receive_json(timeout=20)
+                assert reply["type"] == "webrtc/answer", reply
+                await pc.setRemoteDescription(RTCSessionDescription(reply["value"], "answer"))
+                got = await _frames(tracks)
+        else:
+            offer = {"type": "offer", "sdp": pc.localDescription.sdp}
+            async with http.post(f"{base}/api/webrtc?src=cam0", json=offer) as r:
+                assert r.status == 200, await r.text()
+                answer = await r.json()
+            await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+            got = await _frames(tracks)
+    await pc.close()
+    return got
+
+
+async def _frames(tracks: asyncio.Queue[Any]) -> Received:
+    got = Received()
+    await _consume(await asyncio.wait_for(tracks.get(), 10), got, 3.0, False)
+    return got
+
+
+def test_websockets_are_refused_by_the_stock_location_with_a_reason(proxied: Nginx) -> None:
+    """nginx forwards the handshake as a plain GET: the client hears 426 and why, and the
+    same dialect's POST form plays through the same location."""
+    base = proxied.url("/webcam")
+
+    async def main() -> None:
+        async with aiohttp.ClientSession() as http:
+            for path in ("/api/ws?src=cam0", "/jmuxer"):
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(base + path)
+                assert refused.value.status in (400, 426), (path, refused.value)
+        got = await _play_go2rtc(base, websocket=False)
+        assert got.frames > 10, got
+
+    asyncio.run(main())
+
+
+def test_websockets_pass_with_the_documented_lines(stack: Stack, tmp_path: Path) -> None:
+    server = Nginx(tmp_path / "nginx", stack.port, upgrade=True)
+    try:
+
+        async def main() -> None:
+            got = await _play_go2rtc(server.url("/webcam"), websocket=True)
+            assert got.frames > 10, got
+            url = server.url("/webcam/jmuxer")
+            async with aiohttp.ClientSession() as http, http.ws_connect(url) as ws:
+                first = await ws.receive(timeout=20)
+                assert first.type == aiohttp.WSMsgType.BINARY, first
+                assert first.data[:4] == b"\x00\x00\x00\x01" and first.data[4] & 0x1F == 7
+
+        asyncio.run(main())
+    finally:
+        server.close()

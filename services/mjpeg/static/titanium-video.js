@@ -1,5 +1,7 @@
-// <titanium-video>: one Titanium camera in a page. WebRTC over WHEP first, MJPEG as the
-// fallback (read with fetch and drawn to a canvas, mjpegcanvas.js; else in an <img>), reconnecting with backoff, and a small overlay with the mode, fps,
+// <titanium-video>: one Titanium camera in a page. WebRTC over WHEP first; when it cannot
+// connect, H.264 over a WebSocket decoded with WebCodecs (webcodecs.js), then MJPEG (read
+// with fetch and drawn to a canvas, mjpegcanvas.js; else in an <img>); WebRTC is tried again
+// in the background while a fallback plays. Reconnecting with backoff, and a small overlay with the mode, fps,
 // bitrate and — when the source is Titanium's test pattern — the live capture-to-screen
 // latency read from the timecode strip drawn into every frame (common/timecode.py).
 //
@@ -8,14 +10,14 @@
 //
 // Attributes: camera-id (or camera: the camera's id; the server's first camera when absent),
 // quality (passed to the server as ?quality=), src (base URL of the Titanium front door;
-// default: this page's own directory), mode (auto | webrtc | mjpeg), token (an access token,
+// default: this page's own directory), mode (auto | webrtc | h264 | mjpeg), token (an access token,
 // sent as a /t/TOKEN/ path prefix on every request: WHEP players drop the query, and the
 // session URL the server answers keeps the prefix for the trickle PATCH and the DELETE),
 // ice-policy (all | relay: "relay" takes TURN only, to check a relay works).
 // Remote viewing (docs/mirage-protocol.md): mirage-server (the proxy's base URL) with device
 // and camera-id signals WHEP through ${mirage-server}/d/${device}/whep/${camera-id}?token=T.
 // The proxy carries no video, so there is no MJPEG fallback then.
-// For tests and tools: element.stats → {mode, state, framesDecoded, fps, bitrateKbps,
+// For tests and tools: element.stats → {mode (none | webrtc | h264 | mjpeg), state, framesDecoded, fps, bitrateKbps,
 // latencyMs, width, height, codec, route, error, mjpegReader} (route: how the video arrives,
 // {kind: direct | nat | relay, local, remote, protocol, relayProtocol}, from the selected ICE
 // candidate pair; mjpegReader: canvas | img, how MJPEG is drawn), element.latencySamples (recent latencies in ms), element.peerConnection
@@ -25,6 +27,7 @@
 // cannot know.
 
 import { CanvasMjpegReader, canvasMjpegSupported } from "./mjpegcanvas.js";
+import { H264WsReader, h264WsSupported } from "./webcodecs.js";
 import { StripReader } from "./timecode.js";
 import { inboundVideoStats, routeLabel, selectedRoute, WhepError, WhepSession } from "./whep.js";
 
@@ -36,6 +39,8 @@ export { parseLinkIceServers, routeLabel, sdpFragment, selectedRoute } from "./w
 
 const FIRST_FRAME_MS = 5000; // a WebRTC session with no decoded frame by then falls back
 const WEBRTC_STALL_MS = 5000; // framesDecoded standing still this long: reconnect
+const H264_FIRST_FRAME_MS = 5000; // the keyframe a new client waits for comes within ~1 s
+const H264_STALL_MS = 5000;
 const MJPEG_FIRST_FRAME_MS = 10000;
 const MJPEG_STALL_MS = 10000;
 const LATENCY_SAMPLES = 1000;
@@ -88,11 +93,14 @@ export class TitaniumVideo extends HTMLElement {
       <video muted playsinline autoplay hidden></video>
       <img alt="" hidden>
       <canvas hidden></canvas>
+      <canvas class="h264" hidden></canvas>
       <div class="overlay" part="overlay">connecting…</div>`;
     this.video = root.querySelector("video");
     this.img = root.querySelector("img");
     this.canvas = root.querySelector("canvas");
+    this.h264Canvas = root.querySelector("canvas.h264");
     this.mjpegReader = null;
+    this.h264Reader = null;
     this.overlay = root.querySelector(".overlay");
     this.video.muted = true; // the property, not just the attribute, unlocks autoplay
     this.strip = new StripReader();
@@ -103,6 +111,7 @@ export class TitaniumVideo extends HTMLElement {
     this.timers = new Set();
     this.webrtcBackoff = new Backoff(2000, 60000);
     this.mjpegBackoff = new Backoff(1000, 30000);
+    this.h264Backoff = new Backoff(1000, 30000);
     this.onPageHide = () => this.stop();
     // A page restored from the back/forward cache comes back without its connections.
     this.onPageShow = (e) => e.persisted && this.isConnected && this.start();
@@ -143,7 +152,7 @@ export class TitaniumVideo extends HTMLElement {
 
   get mode() {
     const mode = (this.getAttribute("mode") || "auto").toLowerCase();
-    return ["auto", "webrtc", "mjpeg"].includes(mode) ? mode : "auto";
+    return ["auto", "webrtc", "h264", "mjpeg"].includes(mode) ? mode : "auto";
   }
 
   /** The camera's id: camera-id, the specification's name, or camera, the older one. */
@@ -218,12 +227,14 @@ export class TitaniumVideo extends HTMLElement {
         (this.mode === "mjpeg" ? "mode=mjpeg: the Mirage proxy carries no MJPEG" : null);
       if (problem) return this.giveUp(problem);
       this.tryWebRTC(gen);
-    } else if (this.mode !== "mjpeg" && typeof RTCPeerConnection === "function") {
+    } else if (this.mode === "h264" || this.mode === "mjpeg") {
+      this.playFallback(gen);
+    } else if (typeof RTCPeerConnection === "function") {
       this.tryWebRTC(gen);
     } else {
       // Even with mode="webrtc", a browser without WebRTC gets a picture, not a black box.
-      if (this.mode === "webrtc") this.stats.error = "this browser has no WebRTC";
-      this.playMjpeg(gen);
+      this.stats.error = "this browser has no WebRTC";
+      this.playFallback(gen);
     }
   }
 
@@ -233,6 +244,7 @@ export class TitaniumVideo extends HTMLElement {
     this.timers.clear();
     this.closeSession();
     this.stopMjpeg();
+    this.stopH264();
     this.video.hidden = true;
   }
 
@@ -288,8 +300,9 @@ export class TitaniumVideo extends HTMLElement {
       return;
     }
     if (gen !== this.generation || this.session !== session) return;
-    // Playing: the video replaces whatever MJPEG was showing meanwhile.
+    // Playing: the video replaces whatever fallback was showing meanwhile.
     this.stopMjpeg();
+    this.stopH264();
     this.video.hidden = false;
     this.webrtcBackoff.reset();
     this.resetFigures("webrtc");
@@ -336,15 +349,15 @@ export class TitaniumVideo extends HTMLElement {
       this.later(delay, () => this.tryWebRTC(gen), gen);
       return;
     }
-    // auto: keep a picture on screen with MJPEG at once.
-    this.playMjpeg(gen);
+    // auto: keep a picture on screen with the next path down at once.
+    this.playFallback(gen);
     if (unsupported) {
-      this.log(`no WebRTC on this server (${reason}); staying on MJPEG`);
+      this.log(`no WebRTC on this server (${reason}); staying on the fallback`);
       return;
     }
-    // WebRTC is retried in the background; MJPEG keeps showing until it decodes a frame.
+    // WebRTC is retried in the background; the fallback shows until WebRTC decodes a frame.
     const delay = this.webrtcBackoff.next();
-    this.log(`WebRTC failed (${reason}); MJPEG now, WebRTC again in ${Math.round(delay)} ms`);
+    this.log(`WebRTC failed (${reason}); fallback now, WebRTC again in ${Math.round(delay)} ms`);
     this.later(delay, () => this.tryWebRTC(gen), gen);
   }
 
@@ -369,6 +382,90 @@ export class TitaniumVideo extends HTMLElement {
     } else {
       this.watchByAnimationFrame(video, gen, "webrtc");
     }
+  }
+
+  // -- the paths below WebRTC
+
+  /** The best path below WebRTC this browser and server allow, unless one already plays:
+   * H.264 over a WebSocket, else (no WebCodecs, or the server or a proxy refused the
+   * socket) MJPEG. */
+  playFallback(gen) {
+    const playing = this.stats.mode;
+    if (playing === "h264" || playing === "mjpeg" || this.h264Reader || this.mjpegPending) return;
+    if (this.mode !== "mjpeg" && h264WsSupported() && !this.h264Refused) {
+      return this.playH264(gen);
+    }
+    if (this.mode === "h264" && !h264WsSupported()) {
+      this.stats.error = "this browser has no WebCodecs VideoDecoder";
+    }
+    this.playMjpeg(gen);
+  }
+
+  /** ws: or wss: for the front door's `path`, from the same base as every other URL. */
+  socketEndpoint(path) {
+    const url = new URL(this.endpoint(path));
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    return url.href;
+  }
+
+  playH264(gen) {
+    const opened = performance.now();
+    const canvas = this.h264Canvas;
+    let playing = false;
+    const onFrame = () => {
+      if (gen !== this.generation || reader !== this.h264Reader) return;
+      this.lastProgress = performance.now();
+      if (!playing) {
+        playing = true;
+        this.stopMjpeg();
+        canvas.hidden = false;
+        this.video.hidden = true;
+        this.resetFigures("h264");
+        this.stats.codec = `H.264 ${reader.codec} (WebCodecs)`;
+        this.h264Backoff.reset();
+        this.watchByAnimationFrame(canvas, gen, "h264");
+        this.log(`playing H.264 over a WebSocket (${canvas.width}x${canvas.height})`);
+      }
+      this.stats.framesDecoded = reader.drawn;
+    };
+    const onEnd = (reason, drawn) => {
+      if (gen !== this.generation || reader !== this.h264Reader) return;
+      this.h264Failed(gen, reason, drawn);
+    };
+    const reader = new H264WsReader(this.socketEndpoint("jmuxer"), canvas, onFrame, onEnd);
+    this.h264Reader = reader;
+    const poll = () => {
+      if (gen !== this.generation || reader !== this.h264Reader || playing) return;
+      if (performance.now() - opened > H264_FIRST_FRAME_MS) {
+        return this.h264Failed(gen, `no H.264 frame in ${H264_FIRST_FRAME_MS / 1000} s`, 0);
+      }
+      this.later(100, poll, gen);
+    };
+    this.later(100, poll, gen);
+  }
+
+  h264Failed(gen, reason, drawn) {
+    this.stopH264();
+    this.stats.error = reason;
+    if (this.mode === "h264") {
+      const delay = this.h264Backoff.next();
+      this.stats.state = "reconnecting";
+      this.log(`${reason}; H.264 again in ${Math.round(delay)} ms`);
+      this.render();
+      return this.later(delay, () => this.playH264(gen), gen);
+    }
+    // Refused before a frame (no such route, a proxy without WebSockets): MJPEG from now
+    // on. A socket that played and dropped is tried again after the next WebRTC failure.
+    if (drawn === 0) this.h264Refused = true;
+    this.log(`${reason}; MJPEG instead`);
+    this.playMjpeg(gen);
+  }
+
+  stopH264() {
+    this.h264Reader?.stop();
+    this.h264Reader = null;
+    this.h264Canvas.hidden = true;
+    if (this.stats.mode === "h264") this.resetFigures("none");
   }
 
   // -- MJPEG
@@ -584,6 +681,13 @@ export class TitaniumVideo extends HTMLElement {
       if (now - this.lastProgress > WEBRTC_STALL_MS) {
         this.session?.fail(`no frame decoded for ${WEBRTC_STALL_MS / 1000} s`);
       }
+    } else if (s.mode === "h264") {
+      s.fps = round1((s.framesDecoded - this.lastTick.frames) / dt);
+      this.lastTick = { at: now, frames: s.framesDecoded, bytes: null };
+      if (document.hidden) this.lastProgress = now;
+      if (now - this.lastProgress > H264_STALL_MS) {
+        this.h264Failed(this.generation, `no H.264 frame for ${H264_STALL_MS / 1000} s`, 1);
+      }
     } else if (s.mode === "mjpeg") {
       s.fps = round1((s.framesDecoded - this.lastTick.frames) / dt);
       this.lastTick = { at: now, frames: s.framesDecoded, bytes: null };
@@ -604,8 +708,8 @@ export class TitaniumVideo extends HTMLElement {
   render() {
     const s = this.stats;
     let text;
-    if (s.mode === "webrtc" || s.mode === "mjpeg") {
-      const parts = [s.mode === "webrtc" ? "WebRTC" : "MJPEG"];
+    if (s.mode === "webrtc" || s.mode === "h264" || s.mode === "mjpeg") {
+      const parts = [{ webrtc: "WebRTC", h264: "H.264 over WebSocket", mjpeg: "MJPEG" }[s.mode]];
       if (s.mode === "webrtc" && s.codec) parts.push(s.codec);
       if (s.width) parts.push(`${s.width}×${s.height}`);
       parts.push(`${s.fps} fps`);
