@@ -9,6 +9,9 @@ Annex-B H.264, one access unit each, as PROTOCOLS.md "More dialects / jmuxer" sa
 - sent at the rate the camera is registered with: jmuxer gives every frame 1000/fps ms
   whatever the clock says, so ``?fps=`` (Mainsail's ``target_fps``) or else the camera's
   configured fps, never faster; a burst would grow its lag;
+- ``?pace=0`` sends each AU as soon as it is encoded instead: for a client that times frames
+  by their arrival (the viewer element's WebCodecs path, webcodecs.js), pacing would only
+  add its queue to the latency;
 - per-client backpressure: a client whose socket is behind, or whose few pending AUs are
   not sent yet, skips to the next keyframe; nothing queues beyond that;
 - Mainsail never closes its socket when the panel goes and opens a new one on every
@@ -48,8 +51,11 @@ PENDING_SECONDS = 0.5
 class JmuxerClient:
     """One WebSocket client: its pending AUs, sent one per 1/fps by :meth:`pace`."""
 
-    def __init__(self, ws: web.WebSocketResponse, request: web.Request, fps: float) -> None:
+    def __init__(
+        self, ws: web.WebSocketResponse, request: web.Request, fps: float, paced: bool = True
+    ) -> None:
         self.ws = ws
+        self.paced = paced
         self.address = client_address(request)
         self.fps = fps
         self.pending: deque[H264Unit] = deque()
@@ -98,7 +104,7 @@ class JmuxerClient:
     async def pace(self) -> None:
         """Send the pending AUs, one per 1/fps at most, until the socket closes."""
         loop = asyncio.get_running_loop()
-        interval = 1.0 / self.fps
+        interval = 1.0 / self.fps if self.paced else 0.0
         due = loop.time()
         while not self.ws.closed:
             while not self.pending:
@@ -116,6 +122,13 @@ class JmuxerClient:
             await self.ws.send_bytes(unit.data)
             self.sent += 1
             due += interval
+
+
+def _paced(request: web.Request) -> bool:
+    text = request.query.get("pace", "1")
+    if text not in ("0", "1"):
+        raise web.HTTPBadRequest(text=f"pace must be 0 or 1, not {text!r}\n")
+    return text == "1"
 
 
 def _fps(request: web.Request, configured: float) -> float:
@@ -172,6 +185,7 @@ def _priority(request: web.Request) -> str:
 async def jmuxer(request: web.Request) -> web.StreamResponse:
     feed = _feed(request)
     fps = _fps(request, request.app[CONFIG].camera(feed.camera_id).fps)
+    paced = _paced(request)
     priority = _priority(request)
     viewers = request.app[BUS]
     if not viewers.admits(priority):
@@ -183,7 +197,7 @@ async def jmuxer(request: web.Request) -> web.StreamResponse:
         # H.264 does not compress: permessage-deflate would only cost CPU per client.
         ws = web.WebSocketResponse(compress=False, max_msg_size=4096)
         await ws.prepare(request)
-        client = JmuxerClient(ws, request, fps)
+        client = JmuxerClient(ws, request, fps, paced)
         _evict_orphans(request, feed, client.address)
         # Counted as the front door's viewers of the camera (the governor's events and
         # /status), and ended with them when the governor sheds their priority.

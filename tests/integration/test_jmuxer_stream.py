@@ -315,3 +315,22 @@ def test_low_priority_jmuxer_clients_are_shed_in_a_critical_phase(
     ended, refused, frames = asyncio.run(run())
     assert ended in ("CLOSE", "CLOSED", "CLOSING", "ERROR") and refused == 503, (ended, refused)
     assert frames == FPS
+
+
+def test_pace_0_sends_each_au_as_it_is_encoded(make_stack: Callable[..., Stack]) -> None:
+    """Pins the viewer element's WebCodecs path: paced at ``?fps=5`` a 15 fps camera's AUs
+    queue and the client is skipped from keyframe to keyframe (a few messages a second,
+    each late); with ``pace=0`` every AU comes as it is encoded, whatever ``fps`` says."""
+    stack = make_stack([CAMERA])
+    base = stack.url("/jmuxer?fps=5").replace("http://", "ws://")
+
+    def rate(url: str) -> float:
+        msgs, times = asyncio.run(receive(url, 2 * FPS, timeout=20))
+        return (len(msgs) - 1) / (times[-1] - times[0])
+
+    unpaced = rate(base + "&pace=0")
+    assert unpaced > 0.7 * FPS, unpaced
+    paced = rate(base)
+    assert paced < 6, paced
+    code, _, body = stack.get("/jmuxer?pace=fast")
+    assert code == 400 and b"pace must be" in body, (code, body)

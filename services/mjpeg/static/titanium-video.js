@@ -402,8 +402,8 @@ export class TitaniumVideo extends HTMLElement {
   }
 
   /** ws: or wss: for the front door's `path`, from the same base as every other URL. */
-  socketEndpoint(path) {
-    const url = new URL(this.endpoint(path));
+  socketEndpoint(path, extra = {}) {
+    const url = new URL(this.endpoint(path, extra));
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
     return url.href;
   }
@@ -432,7 +432,9 @@ export class TitaniumVideo extends HTMLElement {
       if (gen !== this.generation || reader !== this.h264Reader) return;
       this.h264Failed(gen, reason, drawn);
     };
-    const reader = new H264WsReader(this.socketEndpoint("jmuxer"), canvas, onFrame, onEnd);
+    // pace=0: each access unit as soon as it is encoded; the decoder shows it when decoded.
+    const url = this.socketEndpoint("jmuxer", { pace: "0" });
+    const reader = new H264WsReader(url, canvas, onFrame, onEnd);
     this.h264Reader = reader;
     const poll = () => {
       if (gen !== this.generation || reader !== this.h264Reader || playing) return;
