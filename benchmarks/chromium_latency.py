@@ -1,11 +1,12 @@
 """Capture → shown in headless Chromium, read from the timecode strip: the ``<titanium-video>``
 element in WebRTC mode (with Chromium's jitter buffer per emitted frame from getStats), in
 H.264-over-WebSocket mode (``h264``: WebCodecs, drawn to a canvas) and in MJPEG mode, and the
-MJPEG path taken apart stage by stage in the same browser.
+MJPEG path taken apart stage by stage in the same browser; ``jmuxer`` is Mainsail's jmuxer
+player on ``/jmuxer`` (npm ci --prefix tests/js first).
 
     python -m benchmarks.chromium_latency [--size 1280x720] [--fps 30] [--duration 10]
                                           [--playout 0,0 | none]
-                                          [--modes webrtc,h264,mjpeg,stages,rtcstages]
+                                          [--modes webrtc,h264,jmuxer,mjpeg,stages,rtcstages]
 
 ``--playout none`` leaves ``titanium.webrtc.playout_delay_ms`` out of the config (what a
 build without the key runs). ``stages`` reads ``/stream`` with fetch in the page and, per
@@ -29,6 +30,7 @@ from typing import Any
 
 from tests.integration.browser import Browser, Page
 from tests.integration.governor_client import call
+from tests.integration.test_jmuxer_browser import JMUXER, PLAYER_JS
 from tests.stack import Stack
 from titanium.common.endpoints import Endpoints
 from titanium.services.capture.testpattern import TestPatternSource
@@ -162,6 +164,20 @@ def element(page: Page, seconds: float, webrtc: bool) -> list[str]:
     return rows
 
 
+def jmuxer_player(page: Page, stack: Stack, fps: int, seconds: float) -> str:
+    """Mainsail's jmuxer-stream player (the npm package Mainsail pins, fed as Mainsail
+    feeds it: tests/integration/test_jmuxer_browser.py) on ``/jmuxer``, paced at ``fps``;
+    latency at the requestVideoFrameCallback of each frame shown."""
+    page.eval(JMUXER.read_text() + "\n;typeof JMuxer")
+    url = stack.url(f"/jmuxer?fps={fps}").replace("http://", "ws://")
+    page.eval(f"{PLAYER_JS}({url!r}, {fps}, {stack.url('/timecode.js')!r})")
+    page.wait_for("jm.shown > 10", 30)
+    time.sleep(2)
+    page.eval("jm.latency.length = 0")
+    time.sleep(seconds)
+    return line("jmuxer (Mainsail's): capture → shown", page.eval("jm.latency"))
+
+
 def rtc_stages(page: Page, stack: Stack, seconds: float) -> list[str]:
     """WebRTC's capture → shown split per frame: the webrtc service's arrival and first
     send of each AU (by pts) joined with Chromium's requestVideoFrameCallback metadata of
@@ -277,6 +293,9 @@ def main() -> int:
                         print(row)
                     for row in encode_floor(width, height, args.fps):
                         print(row)
+                elif mode == "jmuxer":
+                    page = browser.open(stack.url("/status"))
+                    print(jmuxer_player(page, stack, args.fps, args.duration))
                 elif mode == "stages":
                     page = browser.open(stack.url("/status"))
                     got = page.eval(f"({STAGES_JS})({args.duration})", timeout=args.duration + 30)
