@@ -16,6 +16,7 @@ from titanium.common.rpc import RpcError
 from titanium.common.tokens import Grant
 from titanium.services.mjpeg.auth import AUTH
 from titanium.services.mjpeg.h264feed import H264_FEEDS
+from titanium.services.mjpeg.hlsmuxer import HLS_MUXERS
 from titanium.services.mjpeg.keys import (
     BUS,
     CONFIG,
@@ -79,6 +80,8 @@ async def status_document(app: web.Application) -> dict[str, Any]:
             "max_viewers": config.streaming.max_viewers,
             # The H.264 WebSocket clients (jmuxer.py): their count and what they hold here.
             "jmuxer": app[H264_FEEDS][cam.id].describe(),
+            # The LL-HLS muxer (hlsmuxer.py): running or not, what its window holds.
+            "hls": app[HLS_MUXERS].describe(cam.id),
             "error": st.error if st else "",
             "controls": st.controls if st else {},
             "encoder": None
