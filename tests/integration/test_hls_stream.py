@@ -10,22 +10,16 @@ import re
 import time
 from collections.abc import Callable
 
-import aiohttp
-
 from tests.integration.conftest import Stack
+from tests.integration.hls_client import segments, viewer
 
 FPS = 15
 CAMERA = {"device": "testpattern", "resolution": "640x480", "fps": FPS, "keyframe_interval": 1}
-PART = re.compile(r'#EXT-X-PART:DURATION=[0-9.]+,URI="part(\d+)\.mp4')
 HINT = re.compile(r'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(part\d+\.mp4)')
 
 
 def media_sequence(playlist: str) -> int:
     return int(re.search(r"#EXT-X-MEDIA-SEQUENCE:(\d+)", playlist).group(1))  # type: ignore[union-attr]
-
-
-def segments(playlist: str) -> list[int]:
-    return [int(m) for m in re.findall(r"^seg(\d+)\.mp4", playlist, re.M)]
 
 
 def text_of(stack: Stack, path: str, timeout: float = 20) -> str:
@@ -78,32 +72,6 @@ def test_blocking_reload_holds_then_answers_and_bad_directives_get_400(
     assert code == 404 and b"not in the LL-HLS window" in body, (code, body)
     code, _, body = stack.get("/nosuchcam/hls/stream.m3u8")
     assert code == 404, (code, body)
-
-
-async def viewer(base: str, seconds: float) -> tuple[int, int]:
-    """A player's loop, as hls.js's LL-HLS one: blocking reloads for the next part and
-    each new part fetched. Returns (playlists, parts) fetched."""
-    playlists = parts = 0
-    got: set[int] = set()
-    async with aiohttp.ClientSession() as session:
-        end = time.monotonic() + seconds
-        query = ""
-        while time.monotonic() < end:
-            async with session.get(f"{base}/stream.m3u8{query}") as r:
-                assert r.status == 200, (r.status, await r.text())
-                text = await r.text()
-            playlists += 1
-            for n in (int(p) for p in PART.findall(text)):
-                if n not in got and n >= max(got, default=n):
-                    async with session.get(f"{base}/part{n}.mp4") as r:
-                        assert r.status == 200, (n, r.status, await r.text())
-                        await r.read()
-                    got.add(n)
-                    parts += 1
-            msn = segments(text)[-1] + 1
-            done = sum(1 for _ in re.finditer(r"PART:", text.split(f"seg{msn - 1}.mp4")[-1]))
-            query = f"?_HLS_msn={msn}&_HLS_part={done}"
-    return playlists, parts
 
 
 def test_viewers_share_one_encode_the_window_is_bounded_and_the_muxer_stops_when_idle(
