@@ -18,6 +18,10 @@ from titanium.services.mjpeg.hls.segmenter import Segmenter
 from titanium.services.mjpeg.keys import CONFIG
 
 log = logging.getLogger("titanium.mjpeg.hls")
+# hls.js (1.6) makes a blocking reload only when the playlist's last segment number is
+# truthy: a window starting at 0 gets its first reload a target duration late, so playback
+# stalls at the first segment's end and hls.js's target latency grows by a second for good.
+FIRST_MSN = 1
 
 
 class HlsMuxer:
@@ -92,7 +96,7 @@ class HlsMuxers:
         muxer = self.running(camera_id)
         if muxer is not None:
             return muxer
-        msn, part = self._next.get(camera_id, (0, 0))
+        msn, part = self._next.get(camera_id, (FIRST_MSN, 0))
         muxer = self.muxers[camera_id] = HlsMuxer(camera_id, msn, part)
         muxer.touch()
         self.started[camera_id] = self.started.get(camera_id, 0) + 1

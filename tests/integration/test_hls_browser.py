@@ -111,6 +111,14 @@ def test_mainsails_hlsjs_plays_near_the_live_edge_with_a_token_in_every_uri(
     assert any("/hls/init" in u for u in urls), urls
     untokened = [u for u in urls if f"token={stack.token}" not in u]
     assert untokened == [], untokened
+    # hls.js blocks on its first reload only if the first segment's number is not 0; else
+    # it waits a target duration (1 s here), stalls, and adds a second to its target latency.
+    reloads = page.eval(
+        "performance.getEntriesByType('resource').filter(e => e.name.includes('stream.m3u8'))"
+        ".slice(0, 2).map(e => [e.startTime, e.responseEnd])"
+    )
+    gap = reloads[1][0] - reloads[0][1]
+    assert gap < 600, f"hls.js waited {gap:.0f} ms before its first blocking reload"
     # The second half: after hls.js has caught up to its target (it starts further back).
     latency = sorted(page.eval("p.latency")[before:])
     assert len(latency) >= 3 * FPS, f"the timecode was read in {len(latency)} frames"
