@@ -140,12 +140,14 @@ class H264Feed:
         for client in list(self.clients):
             client.offer(unit)
 
-    def describe(self) -> dict[str, int]:
-        """For /status: what the clients cost now (their queues are bounded: a stalled
-        client's ``held_bytes`` stays flat while its ``skips`` grow)."""
-        held = [c.held() for c in self.clients]
+    def describe(self, kind: type | None = None) -> dict[str, int]:
+        """For /status: what the clients (those of ``kind`` if given) cost now (their
+        queues are bounded: a stalled client's ``held_bytes`` stays flat while its
+        ``skips`` grow); ``taken`` and ``missed`` are the feed's, for all of them."""
+        clients = [c for c in self.clients if kind is None or isinstance(c, kind)]
+        held = [c.held() for c in clients]
         return {
-            "clients": len(self.clients),
+            "clients": len(clients),
             "taken": self.taken,
             "missed": self.missed,
             "held_bytes": sum(b for b, _ in held),

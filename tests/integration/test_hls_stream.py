@@ -104,6 +104,7 @@ def test_viewers_share_one_encode_the_window_is_bounded_and_the_muxer_stops_when
     frames = (seconds + 1.5) * FPS
     assert encoded <= 1.5 * frames and taken <= 1.5 * frames, (encoded, taken, frames)
     assert after["hls"]["running"] and after["hls"]["started"] == 1, after["hls"]
+    assert after["jmuxer"]["clients"] == 0, "the HLS muxer is no jmuxer client"
     assert after["hls"]["segments"] <= 7, after["hls"]
     # Nine seconds of 1 s segments: seg1 has left the seven-segment window.
     playlist = text_of(stack, "/cam0/hls/stream.m3u8")
