@@ -116,6 +116,7 @@ class StreamingConfig:
     adaptive_bitrate: bool
     print_protection: bool
     remote_bitrate_floor: int  # percent of the camera's bitrate
+    hls_idle_seconds: int  # an LL-HLS muxer stops this long after its last request
 
     @property
     def default_rung(self) -> RungSpec | None:
@@ -359,6 +360,13 @@ STREAMING_FIELDS = (
         range=(0, 100),
     ),
     Field("print_protection", bool, True, "give way to the printer", None),
+    Field(
+        "hls_idle_seconds",
+        int,
+        30,
+        "seconds an LL-HLS muxer (and its share of the encode) runs after its last request",
+        range=(1, 3600),
+    ),
 )
 
 

@@ -15,7 +15,7 @@ from titanium.common.endpoints import Endpoints
 from titanium.common.messages import Heartbeat
 from titanium.common.rpc import RpcClient
 from titanium.common.service import run_until_cancelled
-from titanium.services.mjpeg import auth, cors, errors, h264feed
+from titanium.services.mjpeg import auth, cors, errors, h264feed, hlsmuxer
 from titanium.services.mjpeg.buslink import BusLink
 from titanium.services.mjpeg.feed import CameraFeed
 from titanium.services.mjpeg.health import Health
@@ -55,6 +55,7 @@ def make_app(config: Config, ctx: zmq.asyncio.Context, started: float) -> web.Ap
     app[BUS] = BusLink(config, ctx, started)
     # The H.264 WebSocket dialects' feeds; their demand goes out on the front door's PUB.
     h264feed.install(app, endpoints, [c.id for c in config.cameras], ctx, app[BUS].pub.publish)
+    hlsmuxer.install(app)  # LL-HLS muxers on those feeds, started by requests
     app[LIMITS] = Limits(config.http.limits)
     app[STREAMS] = Streams()
 

@@ -1,7 +1,7 @@
-"""One camera's H.264 as the front door's WebSocket clients get it: the encoder's
-EncodedReady followed only while a client is connected (no wake-up per access unit
-otherwise), each AU read once from the encoder's ring and handed to every client, and the
-front door's own StreamDemand and KeyframeRequest on its PUB, so the encoder encodes for
+"""One camera's H.264 as the front door's WebSocket clients and its LL-HLS muxer get it:
+the encoder's EncodedReady followed only while a client is connected (no wake-up per access
+unit otherwise), each AU read once from the encoder's ring and handed to every client, and
+the front door's own StreamDemand and KeyframeRequest on its PUB, so the encoder encodes for
 these clients as it does for the WebRTC service's viewers (it adds the two demands up)."""
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class H264Unit:
     keyframe: bool
     seq: int  # the encoder's ring sequence
     ts_wall: float  # capture time of its source frame
+    pts: int  # 90 kHz, from the capture time (the LL-HLS muxer's sample times)
 
 
 class H264Client(Protocol):
@@ -135,16 +136,18 @@ class H264Feed:
             for client in self.clients:
                 client.restart()
         self.taken += 1
-        unit = H264Unit(for_players(got[1]), ready.keyframe, ready.seq, ready.ts_wall)
+        unit = H264Unit(for_players(got[1]), ready.keyframe, ready.seq, ready.ts_wall, ready.pts)
         for client in list(self.clients):
             client.offer(unit)
 
-    def describe(self) -> dict[str, int]:
-        """For /status: what the clients cost now (their queues are bounded: a stalled
-        client's ``held_bytes`` stays flat while its ``skips`` grow)."""
-        held = [c.held() for c in self.clients]
+    def describe(self, kind: type | None = None) -> dict[str, int]:
+        """For /status: what the clients (those of ``kind`` if given) cost now (their
+        queues are bounded: a stalled client's ``held_bytes`` stays flat while its
+        ``skips`` grow); ``taken`` and ``missed`` are the feed's, for all of them."""
+        clients = [c for c in self.clients if kind is None or isinstance(c, kind)]
+        held = [c.held() for c in clients]
         return {
-            "clients": len(self.clients),
+            "clients": len(clients),
             "taken": self.taken,
             "missed": self.missed,
             "held_bytes": sum(b for b, _ in held),

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from titanium.services.mjpeg import auth, cors, go2rtc, signalling
+from titanium.services.mjpeg import auth, cors, go2rtc, hlsstream, signalling
 from titanium.services.mjpeg.jmuxer import jmuxer
 from titanium.services.mjpeg.page import index, serves_page, viewer_script
 from titanium.services.mjpeg.status import status
@@ -61,6 +61,14 @@ ROUTES = (
     ),
     # Mainsail's jmuxer-stream: a WebSocket of binary H.264 (jmuxer.py).
     Route("/jmuxer", {"GET": jmuxer}, per_camera=True),
+    # hlsstream (Mainsail's and Fluidd's hls.js, Safari, Video.js): LL-HLS (hlsstream.py).
+    Route("/hls/index.m3u8", {"GET": hlsstream.multivariant}, per_camera=True),
+    Route("/hls/stream.m3u8", {"GET": hlsstream.media}, per_camera=True),
+    Route(
+        r"/hls/{name:(init|seg|part)[0-9]{1,10}\.mp4}",
+        {"GET": hlsstream.media_file},
+        per_camera=True,
+    ),
     # The page and its scripts carry no video, status or signalling: they load without a
     # token, and the page passes its own on. ?action=stream|snapshot is a camera's video.
     Route("/", {"GET": index}, expose=TIMESTAMP, public=serves_page),

@@ -16,6 +16,8 @@ from titanium.common.rpc import RpcError
 from titanium.common.tokens import Grant
 from titanium.services.mjpeg.auth import AUTH
 from titanium.services.mjpeg.h264feed import H264_FEEDS
+from titanium.services.mjpeg.hlsmuxer import HLS_MUXERS
+from titanium.services.mjpeg.jmuxer import JmuxerClient
 from titanium.services.mjpeg.keys import (
     BUS,
     CONFIG,
@@ -77,8 +79,11 @@ async def status_document(app: web.Application) -> dict[str, Any]:
             "webrtc_frames": rtc.get("taken", 0),
             "webrtc_packetized": rtc.get("packetized", 0),
             "max_viewers": config.streaming.max_viewers,
-            # The H.264 WebSocket clients (jmuxer.py): their count and what they hold here.
-            "jmuxer": app[H264_FEEDS][cam.id].describe(),
+            # The H.264 WebSocket clients (jmuxer.py): their count and what they hold here
+            # (the AUs read, ``taken``, are the feed's: the HLS muxer's too).
+            "jmuxer": app[H264_FEEDS][cam.id].describe(JmuxerClient),
+            # The LL-HLS muxer (hlsmuxer.py): running or not, what its window holds.
+            "hls": app[HLS_MUXERS].describe(cam.id),
             "error": st.error if st else "",
             "controls": st.controls if st else {},
             "encoder": None

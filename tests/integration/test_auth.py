@@ -43,7 +43,12 @@ LIMITS = {
 }
 # Values for the router's placeholders; a route with a new one fails the walk until it is
 # named here, so it cannot go unwalked.
-PLACEHOLDERS = {"camera": "cam1", "session": "nosuch", "script": "titanium-video"}
+PLACEHOLDERS = {
+    "camera": "cam1",
+    "session": "nosuch",
+    "script": "titanium-video",
+    "name": "seg0.mp4",
+}
 # What loads without a token: the viewer page (no ?action=, also as go2rtc's /stream.html)
 # and its scripts. Nothing else.
 PUBLIC = {"/", "/stream.html", "/{script}.js"}

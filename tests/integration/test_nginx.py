@@ -2,13 +2,15 @@
 nginx.py): every plain-HTTP route works through the stock ``/webcam/`` location, which strips
 the prefix, buffers nothing and forwards no ``Upgrade``: MJPEG (frames arrive as they are
 made, not held by the proxy), snapshots, camera-streamer JSON and WHEP (its session URL
-resolved under the prefix), go2rtc's ``POST /api/webrtc``, and Titanium's own viewer page
-under the prefix. The WebSocket dialects are refused there with a reason (426), and play once
-the location has the lines docs/frontends.md gives."""
+resolved under the prefix), go2rtc's ``POST /api/webrtc``, LL-HLS (playlists, a held
+blocking reload, segments and parts), and Titanium's own viewer page under the prefix. The
+WebSocket dialects are refused there with a reason (426), and play once the location has
+the lines docs/frontends.md gives."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -66,6 +68,32 @@ def test_snapshots_pass_the_stock_location(proxied: Nginx) -> None:
             body = r.read()
             assert r.status == 200 and r.headers["Content-Type"] == "image/jpeg", path
             assert body[:2] == b"\xff\xd8" and int(r.headers["Content-Length"]) == len(body)
+
+
+def test_hls_passes_the_stock_location(proxied: Nginx) -> None:
+    """Pins hlsstream through /webcam/: the playlists' relative URIs resolve under the
+    prefix, a blocking reload is held through the proxy and answered, and the init segment,
+    a segment and the hinted part come back as fMP4."""
+
+    def get(path: str, timeout: float = 20) -> tuple[str, bytes]:
+        with urllib.request.urlopen(proxied.url("/webcam/hls/" + path), timeout=timeout) as r:
+            assert r.status == 200, (path, r.status)
+            return r.headers["Content-Type"], r.read()
+
+    kind, body = get("index.m3u8")
+    assert kind.startswith("application/vnd.apple.mpegurl"), kind
+    assert body.decode().splitlines()[-1] == "stream.m3u8", body
+    _, body = get("stream.m3u8")
+    playlist = body.decode()
+    last = max(int(m) for m in re.findall(r"^seg(\d+)\.mp4", playlist, re.M))
+    _, body = get(f"stream.m3u8?_HLS_msn={last + 1}")
+    held = body.decode()
+    assert f"seg{last + 1}.mp4" in held, held
+    hint = re.search(r'PRELOAD-HINT:TYPE=PART,URI="(part\d+\.mp4)"', held)
+    assert hint is not None, held
+    for name, box in (("init0.mp4", b"ftyp"), (f"seg{last}.mp4", b"moof"), (hint[1], b"moof")):
+        kind, data = get(name)
+        assert kind == "video/mp4" and data[4:8] == box, (name, kind, data[:8])
 
 
 def test_camera_streamer_and_whep_play_through_the_stock_location(proxied: Nginx) -> None:

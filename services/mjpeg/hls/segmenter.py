@@ -248,6 +248,10 @@ class Segmenter:
             raise TooFarAhead(f"segment {msn} is more than two past the last one ({last})")
         await self._wait(lambda: self.ready and self.has_part(msn, part), timeout)
 
+    async def wait_ready(self, timeout: float) -> None:
+        """Returns once the first segment is complete; TimeoutError after ``timeout`` s."""
+        await self._wait(lambda: self.ready, timeout)
+
     async def wait_for_part(self, name: str, timeout: float) -> bytes | None:
         """The bytes of ``name``, waiting up to ``timeout`` s when it is the hinted next
         part (a preload-hint request is held until the part exists). None if unknown."""
