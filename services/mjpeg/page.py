@@ -33,6 +33,8 @@ VIEWER_SCRIPTS = (
     "whep.js",
     "mjpegcanvas.js",
     "webcodecs.js",
+    "llhls.js",
+    "fallbacks.js",
 )
 
 

@@ -1,7 +1,8 @@
 """The ``<titanium-video>`` element against a stand-in front door mounted under an nginx-style
-prefix (``/webcam/``) that has no WebRTC and no H.264 socket: every request stays under the
-prefix, the WHEP offer is what a server expects, a 501 sends the element down its chain for
-good (the H.264 socket refused, then MJPEG), and its helpers agree with the Python side."""
+prefix (``/webcam/``) that has no WebRTC, no H.264 socket and no HLS: every request stays
+under the prefix, the WHEP offer is what a server expects, a 501 sends the element down its
+chain for good (the H.264 socket and the HLS playlist refused, then MJPEG), and its helpers
+agree with the Python side."""
 
 from __future__ import annotations
 
@@ -154,8 +155,8 @@ def test_under_a_prefix_without_webrtc_the_element_settles_on_mjpeg(
         f" && {PLAYER}.stats.latencyMs !== null && {PLAYER}.stats",
         15,
     )
-    # The last step that failed on the way down: the H.264 socket (the stand-in has none).
-    assert "H.264 socket" in stats["error"], stats
+    # The last step that failed on the way down: LL-HLS (the stand-in has none).
+    assert "HLS playlist answered 404" in stats["error"], stats
     assert (stats["width"], stats["height"]) == (320, 240), stats
     assert 0 <= stats["latencyMs"] < 2000, stats
 
@@ -166,12 +167,13 @@ def test_under_a_prefix_without_webrtc_the_element_settles_on_mjpeg(
     assert "m=video" in sdp and "a=recvonly" in sdp
     assert _first_video_codec(sdp) == "H264/90000", sdp
 
-    # 501 means "no WebRTC here" and a socket refused before any frame means no H.264
-    # here: the element stays on MJPEG and asks neither again.
+    # 501 means "no WebRTC here", and a socket or a playlist refused before any frame means
+    # no such path here: the element stays on MJPEG and asks none of them again.
     time.sleep(3)
     assert len(front_door.offers) == 1, front_door.requests
-    sockets = [r for r in front_door.requests if r[1].split("?")[0] == f"{PREFIX}/jmuxer"]
-    assert sockets == [("GET", f"{PREFIX}/jmuxer?camera=cam0")], front_door.requests
+    for path, query in (("jmuxer", "camera=cam0&pace=0"), ("hls/index.m3u8", "camera=cam0")):
+        asked = [r for r in front_door.requests if r[1].split("?")[0] == f"{PREFIX}/{path}"]
+        assert asked == [("GET", f"{PREFIX}/{path}?{query}")], front_door.requests
     assert page.eval(f"{PLAYER}.stats.mode") == "mjpeg"
 
     # Every URL the page used was relative: nothing left the prefix.

@@ -1,9 +1,10 @@
 """``<titanium-video>`` steps down its chain when a path is taken away, and back up when it
-returns: WebRTC, then H.264 over a WebSocket decoded with WebCodecs, then MJPEG. Each step is
-proven in headless Chromium with the page on another origin, against a real stack: no
-``RTCPeerConnection`` (H.264 plays), no ``RTCPeerConnection`` and no ``VideoDecoder`` (MJPEG
-plays), and UDP blocked in a network namespace of the test's own (WebRTC cannot connect,
-H.264 over TCP plays; once UDP is allowed again the element is back on WebRTC by itself)."""
+returns: WebRTC, then H.264 over a WebSocket decoded with WebCodecs, then LL-HLS with Media
+Source Extensions, then MJPEG. Each step is proven in headless Chromium with the page on
+another origin, against a real stack: no ``RTCPeerConnection`` (H.264 plays), no
+``VideoDecoder`` either (LL-HLS plays), no ``MediaSource`` either (MJPEG plays), and UDP
+blocked in a network namespace of the test's own (WebRTC cannot connect, H.264 over TCP
+plays; once UDP is allowed again the element is back on WebRTC by itself)."""
 
 from __future__ import annotations
 
@@ -63,13 +64,27 @@ def test_without_webrtc_the_element_plays_h264_over_a_websocket(
     page.wait_for(f"{PLAYER}.stats.framesDecoded > {first + 30}", 10)
 
 
-def test_without_webrtc_or_webcodecs_the_element_plays_mjpeg(
+def test_without_webrtc_or_webcodecs_the_element_plays_ll_hls(
     stack: Stack, browser: Browser, other_origin: OtherOrigin
 ) -> None:
     page = browser.open(other_origin.url("/"))
     _add_player(page, stack, ["RTCPeerConnection", "VideoDecoder"])
+    stats = page.wait_for(_playing("hls"), 40)
+    assert (stats["width"], stats["height"]) == (640, 480), stats
+    assert 0 < stats["latencyMs"] < 5000, stats
+    assert page.eval(OVERLAY).startswith("LL-HLS"), page.eval(OVERLAY)
+    first = stats["framesDecoded"]
+    page.wait_for(f"{PLAYER}.stats.framesDecoded > {first + 30}", 10)
+
+
+def test_without_webrtc_webcodecs_or_mse_the_element_plays_mjpeg(
+    stack: Stack, browser: Browser, other_origin: OtherOrigin
+) -> None:
+    page = browser.open(other_origin.url("/"))
+    remove = ["RTCPeerConnection", "VideoDecoder", "MediaSource", "ManagedMediaSource"]
+    _add_player(page, stack, remove)
     stats = page.wait_for(_playing("mjpeg"), 30)
-    assert "WebCodecs" not in (stats["codec"] or ""), stats
+    assert stats["codec"] == "MJPEG", stats
 
 
 def _run(*argv: str) -> None:

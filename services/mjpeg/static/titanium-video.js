@@ -1,6 +1,7 @@
 // <titanium-video>: one Titanium camera in a page. WebRTC over WHEP first; when it cannot
-// connect, H.264 over a WebSocket decoded with WebCodecs (webcodecs.js), then MJPEG (read
-// with fetch and drawn to a canvas, mjpegcanvas.js; else in an <img>); WebRTC is tried again
+// connect, H.264 over a WebSocket decoded with WebCodecs (webcodecs.js), then LL-HLS with
+// Media Source Extensions (llhls.js; native HLS in Safari), then MJPEG (read with fetch and
+// drawn to a canvas, mjpegcanvas.js; else in an <img>); WebRTC is tried again
 // in the background while a fallback plays. Reconnecting with backoff, and a small overlay with the mode, fps,
 // bitrate and — when the source is Titanium's test pattern — the live capture-to-screen
 // latency read from the timecode strip drawn into every frame (common/timecode.py).
@@ -10,14 +11,14 @@
 //
 // Attributes: camera-id (or camera: the camera's id; the server's first camera when absent),
 // quality (passed to the server as ?quality=), src (base URL of the Titanium front door;
-// default: this page's own directory), mode (auto | webrtc | h264 | mjpeg), token (an access token,
+// default: this page's own directory), mode (auto | webrtc | h264 | hls | mjpeg), token (an access token,
 // sent as a /t/TOKEN/ path prefix on every request: WHEP players drop the query, and the
 // session URL the server answers keeps the prefix for the trickle PATCH and the DELETE),
 // ice-policy (all | relay: "relay" takes TURN only, to check a relay works).
 // Remote viewing (docs/mirage-protocol.md): mirage-server (the proxy's base URL) with device
 // and camera-id signals WHEP through ${mirage-server}/d/${device}/whep/${camera-id}?token=T.
 // The proxy carries no video, so there is no MJPEG fallback then.
-// For tests and tools: element.stats → {mode (none | webrtc | h264 | mjpeg), state, framesDecoded, fps, bitrateKbps,
+// For tests and tools: element.stats → {mode (none | webrtc | h264 | hls | mjpeg), state, framesDecoded, fps, bitrateKbps,
 // latencyMs, width, height, codec, route, error, mjpegReader} (route: how the video arrives,
 // {kind: direct | nat | relay, local, remote, protocol, relayProtocol}, from the selected ICE
 // candidate pair; mjpegReader: canvas | img, how MJPEG is drawn), element.latencySamples (recent latencies in ms), element.peerConnection
@@ -27,7 +28,7 @@
 // cannot know.
 
 import { CanvasMjpegReader, canvasMjpegSupported } from "./mjpegcanvas.js";
-import { H264WsReader, h264WsSupported } from "./webcodecs.js";
+import { FALLBACKS, fallbackPaths, H264_STALL_MS, HLS_STALL_MS } from "./fallbacks.js";
 import { StripReader } from "./timecode.js";
 import { inboundVideoStats, routeLabel, selectedRoute, WhepError, WhepSession } from "./whep.js";
 
@@ -39,8 +40,6 @@ export { parseLinkIceServers, routeLabel, sdpFragment, selectedRoute } from "./w
 
 const FIRST_FRAME_MS = 5000; // a WebRTC session with no decoded frame by then falls back
 const WEBRTC_STALL_MS = 5000; // framesDecoded standing still this long: reconnect
-const H264_FIRST_FRAME_MS = 5000; // the keyframe a new client waits for comes within ~1 s
-const H264_STALL_MS = 5000;
 const MJPEG_FIRST_FRAME_MS = 10000;
 const MJPEG_STALL_MS = 10000;
 const LATENCY_SAMPLES = 1000;
@@ -94,11 +93,16 @@ export class TitaniumVideo extends HTMLElement {
       <img alt="" hidden>
       <canvas hidden></canvas>
       <canvas class="h264" hidden></canvas>
+      <video class="hls" muted playsinline autoplay hidden></video>
       <div class="overlay" part="overlay">connecting…</div>`;
     this.video = root.querySelector("video");
     this.img = root.querySelector("img");
     this.canvas = root.querySelector("canvas");
     this.h264Canvas = root.querySelector("canvas.h264");
+    this.hlsVideo = root.querySelector("video.hls");
+    this.hlsVideo.muted = true;
+    this.hlsReader = null;
+    this.refused = new Set(); // fallback paths the server or a proxy refused before a frame
     this.mjpegReader = null;
     this.h264Reader = null;
     this.overlay = root.querySelector(".overlay");
@@ -112,6 +116,7 @@ export class TitaniumVideo extends HTMLElement {
     this.webrtcBackoff = new Backoff(2000, 60000);
     this.mjpegBackoff = new Backoff(1000, 30000);
     this.h264Backoff = new Backoff(1000, 30000);
+    this.hlsBackoff = new Backoff(1000, 30000);
     this.onPageHide = () => this.stop();
     // A page restored from the back/forward cache comes back without its connections.
     this.onPageShow = (e) => e.persisted && this.isConnected && this.start();
@@ -152,7 +157,7 @@ export class TitaniumVideo extends HTMLElement {
 
   get mode() {
     const mode = (this.getAttribute("mode") || "auto").toLowerCase();
-    return ["auto", "webrtc", "h264", "mjpeg"].includes(mode) ? mode : "auto";
+    return ["auto", "webrtc", "h264", "hls", "mjpeg"].includes(mode) ? mode : "auto";
   }
 
   /** The camera's id: camera-id, the specification's name, or camera, the older one. */
@@ -227,7 +232,7 @@ export class TitaniumVideo extends HTMLElement {
         (this.mode === "mjpeg" ? "mode=mjpeg: the Mirage proxy carries no MJPEG" : null);
       if (problem) return this.giveUp(problem);
       this.tryWebRTC(gen);
-    } else if (this.mode === "h264" || this.mode === "mjpeg") {
+    } else if (FALLBACKS.includes(this.mode)) {
       this.playFallback(gen);
     } else if (typeof RTCPeerConnection === "function") {
       this.tryWebRTC(gen);
@@ -245,6 +250,7 @@ export class TitaniumVideo extends HTMLElement {
     this.closeSession();
     this.stopMjpeg();
     this.stopH264();
+    this.stopHls();
     this.video.hidden = true;
   }
 
@@ -303,6 +309,7 @@ export class TitaniumVideo extends HTMLElement {
     // Playing: the video replaces whatever fallback was showing meanwhile.
     this.stopMjpeg();
     this.stopH264();
+    this.stopHls();
     this.video.hidden = false;
     this.webrtcBackoff.reset();
     this.resetFigures("webrtc");
@@ -368,106 +375,20 @@ export class TitaniumVideo extends HTMLElement {
     this.video.srcObject = null;
   }
 
-  watchVideoFrames(gen) {
-    const video = this.video;
+  watchVideoFrames(gen, video = this.video, mode = "webrtc") {
     if (typeof video.requestVideoFrameCallback === "function") {
       // One callback per presented frame, with the time it is expected on screen.
       const onFrame = (now, meta) => {
-        if (gen !== this.generation || this.stats.mode !== "webrtc") return;
+        if (gen !== this.generation || this.stats.mode !== mode) return;
+        if (mode === "hls") this.stats.framesDecoded++;
         const shown = performance.timeOrigin + (meta.expectedDisplayTime ?? now);
         this.sample(video, meta.width || video.videoWidth, meta.height || video.videoHeight, shown);
         video.requestVideoFrameCallback(onFrame);
       };
       video.requestVideoFrameCallback(onFrame);
     } else {
-      this.watchByAnimationFrame(video, gen, "webrtc");
+      this.watchByAnimationFrame(video, gen, mode);
     }
-  }
-
-  // -- the paths below WebRTC
-
-  /** The best path below WebRTC this browser and server allow, unless one already plays:
-   * H.264 over a WebSocket, else (no WebCodecs, or the server or a proxy refused the
-   * socket) MJPEG. */
-  playFallback(gen) {
-    const playing = this.stats.mode;
-    if (playing === "h264" || playing === "mjpeg" || this.h264Reader || this.mjpegPending) return;
-    if (this.mode !== "mjpeg" && h264WsSupported() && !this.h264Refused) {
-      return this.playH264(gen);
-    }
-    if (this.mode === "h264" && !h264WsSupported()) {
-      this.stats.error = "this browser has no WebCodecs VideoDecoder";
-    }
-    this.playMjpeg(gen);
-  }
-
-  /** ws: or wss: for the front door's `path`, from the same base as every other URL. */
-  socketEndpoint(path, extra = {}) {
-    const url = new URL(this.endpoint(path, extra));
-    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    return url.href;
-  }
-
-  playH264(gen) {
-    const opened = performance.now();
-    const canvas = this.h264Canvas;
-    let playing = false;
-    const onFrame = () => {
-      if (gen !== this.generation || reader !== this.h264Reader) return;
-      this.lastProgress = performance.now();
-      if (!playing) {
-        playing = true;
-        this.stopMjpeg();
-        canvas.hidden = false;
-        this.video.hidden = true;
-        this.resetFigures("h264");
-        this.stats.codec = `H.264 ${reader.codec} (WebCodecs)`;
-        this.h264Backoff.reset();
-        this.watchByAnimationFrame(canvas, gen, "h264");
-        this.log(`playing H.264 over a WebSocket (${canvas.width}x${canvas.height})`);
-      }
-      this.stats.framesDecoded = reader.drawn;
-    };
-    const onEnd = (reason, drawn) => {
-      if (gen !== this.generation || reader !== this.h264Reader) return;
-      this.h264Failed(gen, reason, drawn);
-    };
-    // pace=0: each access unit as soon as it is encoded; the decoder shows it when decoded.
-    const url = this.socketEndpoint("jmuxer", { pace: "0" });
-    const reader = new H264WsReader(url, canvas, onFrame, onEnd);
-    this.h264Reader = reader;
-    const poll = () => {
-      if (gen !== this.generation || reader !== this.h264Reader || playing) return;
-      if (performance.now() - opened > H264_FIRST_FRAME_MS) {
-        return this.h264Failed(gen, `no H.264 frame in ${H264_FIRST_FRAME_MS / 1000} s`, 0);
-      }
-      this.later(100, poll, gen);
-    };
-    this.later(100, poll, gen);
-  }
-
-  h264Failed(gen, reason, drawn) {
-    this.stopH264();
-    this.stats.error = reason;
-    if (this.mode === "h264") {
-      const delay = this.h264Backoff.next();
-      this.stats.state = "reconnecting";
-      this.log(`${reason}; H.264 again in ${Math.round(delay)} ms`);
-      this.render();
-      return this.later(delay, () => this.playH264(gen), gen);
-    }
-    // Refused before a frame (no such route, a proxy without WebSockets): MJPEG from now
-    // on. A socket that played and dropped is tried again after the next WebRTC failure.
-    if (drawn === 0) this.h264Refused = true;
-    this.log(`${reason}; MJPEG instead`);
-    this.playMjpeg(gen);
-  }
-
-  stopH264() {
-    this.h264Reader?.stop();
-    this.h264Reader = null;
-    this.h264Canvas.hidden = true;
-    if (this.stats.mode === "h264") this.resetFigures("none");
   }
 
   // -- MJPEG
@@ -683,6 +604,13 @@ export class TitaniumVideo extends HTMLElement {
       if (now - this.lastProgress > WEBRTC_STALL_MS) {
         this.session?.fail(`no frame decoded for ${WEBRTC_STALL_MS / 1000} s`);
       }
+    } else if (s.mode === "hls") {
+      s.fps = round1((s.framesDecoded - this.lastTick.frames) / dt);
+      this.lastTick = { at: now, frames: s.framesDecoded, bytes: null };
+      if (document.hidden) this.lastProgress = now;
+      if (now - this.lastProgress > HLS_STALL_MS) {
+        this.hlsFailed(this.generation, `LL-HLS stood still for ${HLS_STALL_MS / 1000} s`, true);
+      }
     } else if (s.mode === "h264") {
       s.fps = round1((s.framesDecoded - this.lastTick.frames) / dt);
       this.lastTick = { at: now, frames: s.framesDecoded, bytes: null };
@@ -710,8 +638,9 @@ export class TitaniumVideo extends HTMLElement {
   render() {
     const s = this.stats;
     let text;
-    if (s.mode === "webrtc" || s.mode === "h264" || s.mode === "mjpeg") {
-      const parts = [{ webrtc: "WebRTC", h264: "H.264 over WebSocket", mjpeg: "MJPEG" }[s.mode]];
+    if (s.mode === "webrtc" || FALLBACKS.includes(s.mode)) {
+      const names = { webrtc: "WebRTC", h264: "H.264 over WebSocket", hls: "LL-HLS", mjpeg: "MJPEG" };
+      const parts = [names[s.mode]];
       if (s.mode === "webrtc" && s.codec) parts.push(s.codec);
       if (s.width) parts.push(`${s.width}×${s.height}`);
       parts.push(`${s.fps} fps`);
@@ -747,5 +676,8 @@ function round1(x) {
 function formatRate(kbps) {
   return kbps >= 1000 ? `${(kbps / 1000).toFixed(1)} Mb/s` : `${kbps} kb/s`;
 }
+
+// The paths below WebRTC (H.264 over a WebSocket, LL-HLS) and the choice between them.
+Object.assign(TitaniumVideo.prototype, fallbackPaths);
 
 if (!customElements.get("titanium-video")) customElements.define("titanium-video", TitaniumVideo);
