@@ -1,8 +1,8 @@
 """Capture → shown in headless Chromium, read from the timecode strip: the ``<titanium-video>``
 element in WebRTC mode (with Chromium's jitter buffer per emitted frame from getStats), in
-H.264-over-WebSocket mode (``h264``: WebCodecs, drawn to a canvas) in LL-HLS mode (``hls``) and in MJPEG mode, and the
-MJPEG path taken apart stage by stage in the same browser; ``jmuxer`` is Mainsail's jmuxer
-player on ``/jmuxer`` (npm ci --prefix tests/js first).
+H.264-over-WebSocket mode (``h264``: WebCodecs, drawn to a canvas), in LL-HLS mode (``hls``)
+and in MJPEG mode, and the MJPEG path taken apart stage by stage in the same browser;
+``jmuxer`` is Mainsail's jmuxer player on ``/jmuxer`` (npm ci --prefix tests/js first).
 
     python -m benchmarks.chromium_latency [--size 1280x720] [--fps 30] [--duration 10]
                                           [--playout 0,0 | none]
