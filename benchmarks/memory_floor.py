@@ -88,13 +88,24 @@ def _start(mode: str, preload: tuple[str, ...], pub_path: str) -> list[subproces
     code = IDLE.replace("{children}", str(CHILDREN))
     argv = [sys.executable, "-c", code, mode, pub_path, *preload]
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"}
+    # Each in a session of its own: a parent and the children it forked end together.
     if mode in ("fork", "one"):
         argv[3] = "fork" if mode == "fork" else "exec-pub"
-        return [subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env)]
+        return [
+            subprocess.Popen(
+                argv, stdout=subprocess.PIPE, text=True, env=env, start_new_session=True
+            )
+        ]
     # The first binds the publisher the other five follow.
     modes = ["exec-pub"] + ["exec"] * CHILDREN
     return [
-        subprocess.Popen([*argv[:3], m, *argv[4:]], stdout=subprocess.PIPE, text=True, env=env)
+        subprocess.Popen(
+            [*argv[:3], m, *argv[4:]],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,
+        )
         for m in modes
     ]
 
@@ -113,9 +124,9 @@ def measure(mode: str, preload: tuple[str, ...], settle: float) -> list[dict[str
             time.sleep(settle)
             return [pss_parts(pid) for pid in pids]
         finally:
-            for pid in {*pids, *(proc.pid for proc in procs)}:
+            for proc in procs:  # its group: the forked children too, parsed or not
                 try:
-                    os.kill(pid, signal.SIGKILL)
+                    os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
             for proc in procs:
