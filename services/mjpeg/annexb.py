@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-NAL_SLICE, NAL_IDR, NAL_SEI, NAL_SPS, NAL_PPS, NAL_AUD = 1, 5, 6, 7, 8, 9
-START = b"\x00\x00\x01"
+from titanium.common.h264 import NAL_AUD, NAL_SEI, iter_nals
+
 # jmuxer shows a frame only once the next one starts: two AUDs after each AU end it at
 # once (two late frames become none). 0xF0: primary_pic_type 7 (any slice type).
 TRAILER = b"\x00\x00\x00\x01\x09\xf0" * 2
@@ -14,17 +14,13 @@ DROPPED = (NAL_AUD, NAL_SEI)  # jmuxer drops them anyway; ours would split its A
 
 
 def nal_units(au: bytes) -> Iterator[tuple[int, bytes]]:
-    """(nal_type, unit) of each NAL unit, the unit from its header byte on."""
-    pos = au.find(START)
-    while pos >= 0:
-        start = pos + 3
-        nxt = au.find(START, start)
-        end = len(au) if nxt < 0 else nxt
-        while end > start and au[end - 1] == 0:  # a 4-byte start code's zero, trailing zeros
+    """(nal_type, unit) of each NAL unit, the unit from its header byte on, without the
+    trailing zeros a unit may carry (the players get their own start codes)."""
+    for nal_type, start, end in iter_nals(au):
+        while end > start and au[end - 1] == 0:
             end -= 1
         if start < end:
-            yield au[start] & 0x1F, au[start:end]
-        pos = nxt
+            yield nal_type, au[start:end]
 
 
 def for_players(au: bytes) -> bytes:

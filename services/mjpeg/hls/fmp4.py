@@ -10,7 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from titanium.services.mjpeg.hls.annexb import NAL_AUD, NAL_PPS, NAL_SEI, NAL_SPS, iter_nals
+from titanium.common.h264 import NAL_AUD, NAL_PPS, NAL_SEI, NAL_SPS, iter_nals
 
 TIMESCALE = 90_000  # the 90 kHz clock our AU pts are on
 TRACK_ID = 1

@@ -14,8 +14,8 @@ import re
 from collections import deque
 from collections.abc import Callable
 
+from titanium.common.h264 import NAL_PPS, NAL_SPS, iter_nals
 from titanium.services.mjpeg.hls import fmp4, playlist
-from titanium.services.mjpeg.hls.annexb import NAL_PPS, NAL_SPS, iter_nals
 from titanium.services.mjpeg.hls.sps import codec_string, picture_size
 from titanium.services.mjpeg.hls.window import Part, Segment
 
