@@ -6,12 +6,30 @@
 import { LlhlsReader, llhlsSupport } from "./llhls.js";
 import { H264WsReader, h264WsSupported } from "./webcodecs.js";
 
-export const H264_FIRST_FRAME_MS = 5000; // the keyframe a new client waits for comes within ~1 s
-export const H264_STALL_MS = 5000;
-export const HLS_FIRST_FRAME_MS = 10000; // the first segment takes a second or two to exist
-export const HLS_STALL_MS = 8000;
 /** The paths below WebRTC, best first. */
 export const FALLBACKS = ["h264", "hls", "mjpeg"];
+
+/** What the element needs to know of each path with a reader of its own (MJPEG has its own
+ * retry, mjpegRetry). firstFrameMs: the keyframe a new H.264 client waits for comes within
+ * ~1 s, the first LL-HLS segment takes a second or two to exist. */
+export const PATHS = {
+  h264: {
+    name: "H.264",
+    firstFrameMs: 5000,
+    stallMs: 5000,
+    play: (el, gen) => el.playH264(gen),
+    stop: (el) => el.stopH264(),
+    backoff: (el) => el.h264Backoff,
+  },
+  hls: {
+    name: "LL-HLS",
+    firstFrameMs: 10000,
+    stallMs: 8000,
+    play: (el, gen) => el.playHls(gen),
+    stop: (el) => el.stopHls(),
+    backoff: (el) => el.hlsBackoff,
+  },
+};
 
 export const fallbackPaths = {
   /** The best path below WebRTC (after `after`, when one just failed) that this browser
@@ -46,7 +64,6 @@ export const fallbackPaths = {
   },
 
   playH264(gen) {
-    const opened = performance.now();
     const canvas = this.h264Canvas;
     let playing = false;
     const onFrame = () => {
@@ -67,41 +84,51 @@ export const fallbackPaths = {
     };
     const onEnd = (reason, drawn) => {
       if (gen !== this.generation || reader !== this.h264Reader) return;
-      this.h264Failed(gen, reason, drawn);
+      this.pathFailed(gen, "h264", reason, drawn > 0);
     };
     // pace=0: each access unit as soon as it is encoded; the decoder shows it when decoded.
     const url = this.socketEndpoint("jmuxer", { pace: "0" });
     const reader = new H264WsReader(url, canvas, onFrame, onEnd);
     this.h264Reader = reader;
+    this.firstFrameDeadline(gen, "h264", () => reader === this.h264Reader && !playing);
+  },
+
+  /** Fails `path` unless its first frame came within its time (`waiting()`: this reader is
+   * still the current one and has shown nothing yet). */
+  firstFrameDeadline(gen, path, waiting) {
+    const { name, firstFrameMs } = PATHS[path];
+    const opened = performance.now();
     const poll = () => {
-      if (gen !== this.generation || reader !== this.h264Reader || playing) return;
-      if (performance.now() - opened > H264_FIRST_FRAME_MS) {
-        return this.h264Failed(gen, `no H.264 frame in ${H264_FIRST_FRAME_MS / 1000} s`, 0);
+      if (gen !== this.generation || !waiting()) return;
+      if (performance.now() - opened > firstFrameMs) {
+        return this.pathFailed(gen, path, `no ${name} frame in ${firstFrameMs / 1000} s`, false);
       }
       this.later(100, poll, gen);
     };
     this.later(100, poll, gen);
   },
 
-  h264Failed(gen, reason, drawn) {
-    this.stopH264();
+  /** `path` failed (`played`: after showing frames). Pinned by mode=, it is tried again with
+   * backoff; else the next path down plays. One refused before any frame (no such route, a
+   * proxy without WebSockets) is not asked again; one that played and dropped is tried again
+   * after the next WebRTC failure. */
+  pathFailed(gen, path, reason, played) {
+    const { name, stop, play, backoff } = PATHS[path];
+    stop(this);
     this.stats.error = reason;
-    if (this.mode === "h264") {
-      const delay = this.h264Backoff.next();
+    if (this.mode === path) {
+      const delay = backoff(this).next();
       this.stats.state = "reconnecting";
-      this.log(`${reason}; H.264 again in ${Math.round(delay)} ms`);
+      this.log(`${reason}; ${name} again in ${Math.round(delay)} ms`);
       this.render();
-      return this.later(delay, () => this.playH264(gen), gen);
+      return this.later(delay, () => play(this, gen), gen);
     }
-    // Refused before a frame (no such route, a proxy without WebSockets): not asked again.
-    // A socket that played and dropped is tried again after the next WebRTC failure.
-    if (drawn === 0) this.refused.add("h264");
+    if (!played) this.refused.add(path);
     this.log(`${reason}; the next path down instead`);
-    this.playFallback(gen, "h264");
+    this.playFallback(gen, path);
   },
 
   playHls(gen) {
-    const opened = performance.now();
     const video = this.hlsVideo;
     let playing = false;
     const onFrame = () => {
@@ -120,33 +147,11 @@ export const fallbackPaths = {
     };
     const onEnd = (reason, played) => {
       if (gen !== this.generation || reader !== this.hlsReader) return;
-      this.hlsFailed(gen, reason, played);
+      this.pathFailed(gen, "hls", reason, played);
     };
     const reader = new LlhlsReader(this.endpoint("hls/index.m3u8"), video, onFrame, onEnd);
     this.hlsReader = reader;
-    const poll = () => {
-      if (gen !== this.generation || reader !== this.hlsReader || playing) return;
-      if (performance.now() - opened > HLS_FIRST_FRAME_MS) {
-        return this.hlsFailed(gen, `no LL-HLS frame in ${HLS_FIRST_FRAME_MS / 1000} s`, false);
-      }
-      this.later(100, poll, gen);
-    };
-    this.later(100, poll, gen);
-  },
-
-  hlsFailed(gen, reason, played) {
-    this.stopHls();
-    this.stats.error = reason;
-    if (this.mode === "hls") {
-      const delay = this.hlsBackoff.next();
-      this.stats.state = "reconnecting";
-      this.log(`${reason}; LL-HLS again in ${Math.round(delay)} ms`);
-      this.render();
-      return this.later(delay, () => this.playHls(gen), gen);
-    }
-    if (!played) this.refused.add("hls");
-    this.log(`${reason}; the next path down instead`);
-    this.playFallback(gen, "hls");
+    this.firstFrameDeadline(gen, "hls", () => reader === this.hlsReader && !playing);
   },
 
   stopHls() {

@@ -28,7 +28,7 @@
 // cannot know.
 
 import { CanvasMjpegReader, canvasMjpegSupported } from "./mjpegcanvas.js";
-import { FALLBACKS, fallbackPaths, H264_STALL_MS, HLS_STALL_MS } from "./fallbacks.js";
+import { FALLBACKS, fallbackPaths, PATHS } from "./fallbacks.js";
 import { StripReader } from "./timecode.js";
 import { inboundVideoStats, routeLabel, selectedRoute, WhepError, WhepSession } from "./whep.js";
 
@@ -604,19 +604,13 @@ export class TitaniumVideo extends HTMLElement {
       if (now - this.lastProgress > WEBRTC_STALL_MS) {
         this.session?.fail(`no frame decoded for ${WEBRTC_STALL_MS / 1000} s`);
       }
-    } else if (s.mode === "hls") {
+    } else if (PATHS[s.mode]) {
+      const { name, stallMs } = PATHS[s.mode];
       s.fps = round1((s.framesDecoded - this.lastTick.frames) / dt);
       this.lastTick = { at: now, frames: s.framesDecoded, bytes: null };
       if (document.hidden) this.lastProgress = now;
-      if (now - this.lastProgress > HLS_STALL_MS) {
-        this.hlsFailed(this.generation, `LL-HLS stood still for ${HLS_STALL_MS / 1000} s`, true);
-      }
-    } else if (s.mode === "h264") {
-      s.fps = round1((s.framesDecoded - this.lastTick.frames) / dt);
-      this.lastTick = { at: now, frames: s.framesDecoded, bytes: null };
-      if (document.hidden) this.lastProgress = now;
-      if (now - this.lastProgress > H264_STALL_MS) {
-        this.h264Failed(this.generation, `no H.264 frame for ${H264_STALL_MS / 1000} s`, 1);
+      if (now - this.lastProgress > stallMs) {
+        this.pathFailed(this.generation, s.mode, `no ${name} frame for ${stallMs / 1000} s`, true);
       }
     } else if (s.mode === "mjpeg") {
       s.fps = round1((s.framesDecoded - this.lastTick.frames) / dt);
