@@ -54,6 +54,13 @@ async def _consume(track: MediaStreamTrack, got: Received, seconds: float, timec
                 got.capture_times.append(captured)
 
 
+async def track_frames(tracks: asyncio.Queue[MediaStreamTrack], seconds: float) -> Received:
+    """Frames of the first track ``tracks`` gets (within 10 s), decoded for ``seconds``."""
+    got = Received()
+    await _consume(await asyncio.wait_for(tracks.get(), 10), got, seconds, False)
+    return got
+
+
 def _codec(pc: RTCPeerConnection) -> str:
     for t in pc.getTransceivers():
         if t.kind == "video" and t._codecs:

@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from tests.integration.conftest import Stack
-from tests.integration.rtc_client import Received, _consume, recvonly_offer
+from tests.integration.rtc_client import Received, recvonly_offer, track_frames
 from titanium.common.tokens import Tokens
 from titanium.services.mjpeg.signalling import MAX_CANDIDATES
 
@@ -35,13 +35,6 @@ async def _next(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:
     assert msg.type == aiohttp.WSMsgType.TEXT, msg
     doc: dict[str, Any] = json.loads(msg.data)
     return doc
-
-
-async def _frames(pc: RTCPeerConnection, tracks: asyncio.Queue[MediaStreamTrack]) -> Received:
-    got = Received()
-    track = await asyncio.wait_for(tracks.get(), 10)
-    await _consume(track, got, 3.0, False)
-    return got
 
 
 def _viewer() -> tuple[RTCPeerConnection, asyncio.Queue[MediaStreamTrack]]:
@@ -91,7 +84,7 @@ def test_ws_errors_keep_the_socket_and_queued_candidates_reach_the_session(
                 assert answer["type"] == "webrtc/answer", answer
                 await pc.setRemoteDescription(RTCSessionDescription(answer["value"], "answer"))
                 seen.append(await _next(ws))  # the junk candidate's error
-                got = await _frames(pc, tracks)
+                got = await track_frames(tracks, 3.0)
                 seen.append({"sessions": len(_go2rtc_sessions(stack))})
                 # Each candidate is an RPC to the webrtc service: a flood is cut off, once.
                 for port in range(20000, 20000 + MAX_CANDIDATES):
@@ -143,7 +136,7 @@ def test_post_api_webrtc_json_and_raw_sdp_play(stack: Stack) -> None:
                     assert r.content_type == "application/sdp"
                     sdp = await r.text()
         await pc.setRemoteDescription(RTCSessionDescription(sdp, "answer"))
-        got = await _frames(pc, tracks)
+        got = await track_frames(tracks, 3.0)
         await pc.close()
         return got
 

@@ -26,9 +26,9 @@ from tests.integration.mjpeg_client import MjpegClient
 from tests.integration.nginx import Nginx, find_nginx
 from tests.integration.rtc_client import (
     Received,
-    _consume,
     camera_streamer_view,
     recvonly_offer,
+    track_frames,
     whep_view,
 )
 from tests.stack import Stack
@@ -130,21 +130,15 @@ async def _play_go2rtc(base: str, websocket: bool) -> Received:
                 reply = await ws.receive_json(timeout=20)
                 assert reply["type"] == "webrtc/answer", reply
                 await pc.setRemoteDescription(RTCSessionDescription(reply["value"], "answer"))
-                got = await _frames(tracks)
+                got = await track_frames(tracks, 3.0)
         else:
             offer = {"type": "offer", "sdp": pc.localDescription.sdp}
             async with http.post(f"{base}/api/webrtc?src=cam0", json=offer) as r:
                 assert r.status == 200, await r.text()
                 answer = await r.json()
             await pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
-            got = await _frames(tracks)
+            got = await track_frames(tracks, 3.0)
     await pc.close()
-    return got
-
-
-async def _frames(tracks: asyncio.Queue[Any]) -> Received:
-    got = Received()
-    await _consume(await asyncio.wait_for(tracks.get(), 10), got, 3.0, False)
     return got
 
 
