@@ -26,6 +26,7 @@ from aiohttp import web
 from titanium.services.mjpeg.hls.playlist import strip_hls_params
 from titanium.services.mjpeg.hls.segmenter import Segmenter, TooFarAhead
 from titanium.services.mjpeg.hlsmuxer import HLS_MUXERS, HlsMuxer
+from titanium.services.mjpeg.viewerargs import camera_named
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
 MEDIA_TYPE = "video/mp4"
@@ -40,14 +41,7 @@ COUNT = re.compile(r"[0-9]{1,10}")
 
 
 def _camera(request: web.Request) -> str:
-    """The camera named by the path (/cam1/hls/…) or ``?camera=``, else the first."""
-    muxers = request.app[HLS_MUXERS]
-    name = request.match_info.get("camera") or request.query.get("camera")
-    if name is None:
-        return next(iter(muxers.feeds))
-    if name not in muxers.feeds:
-        raise web.HTTPNotFound(text=f"no camera {name!r}; cameras: {', '.join(muxers.feeds)}\n")
-    return name
+    return camera_named(request, request.app[HLS_MUXERS].feeds)
 
 
 def _unavailable(reason: str) -> web.HTTPServiceUnavailable:

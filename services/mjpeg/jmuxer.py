@@ -33,11 +33,11 @@ from collections import deque
 
 from aiohttp import WSCloseCode, web
 
-from titanium.common.priority import parse_priority
 from titanium.services.mjpeg.h264feed import H264_FEEDS, H264Feed, H264Unit
 from titanium.services.mjpeg.keys import BUS, CONFIG
 from titanium.services.mjpeg.limits import client_address
 from titanium.services.mjpeg.sessions import STREAMS, stream_session
+from titanium.services.mjpeg.viewerargs import camera_named, viewer_priority
 
 log = logging.getLogger("titanium.mjpeg.jmuxer")
 PER_ADDRESS = 4  # clients of one camera from one address; more are Mainsail's orphans
@@ -145,14 +145,8 @@ def _fps(request: web.Request, configured: float) -> float:
 
 
 def _feed(request: web.Request) -> H264Feed:
-    """The camera named by the path (/cam1/jmuxer) or ``?camera=``, else the first."""
     feeds = request.app[H264_FEEDS]
-    name = request.match_info.get("camera") or request.query.get("camera")
-    if name is None:
-        return next(iter(feeds.values()))
-    if name not in feeds:
-        raise web.HTTPNotFound(text=f"no camera {name!r}; cameras: {', '.join(feeds)}\n")
-    return feeds[name]
+    return feeds[camera_named(request, feeds)]
 
 
 async def _close(ws: web.WebSocketResponse) -> None:
@@ -174,19 +168,11 @@ def _evict_orphans(request: web.Request, feed: H264Feed, address: str) -> None:
         request.app[STREAMS].keep(asyncio.ensure_future(_close(old.ws)))
 
 
-def _priority(request: web.Request) -> str:
-    """``?priority=high|medium|low`` (common/priority.py), medium by default."""
-    try:
-        return parse_priority(request.query.get("priority"))
-    except ValueError as e:
-        raise web.HTTPBadRequest(text=f"{e}\n") from None
-
-
 async def jmuxer(request: web.Request) -> web.StreamResponse:
     feed = _feed(request)
     fps = _fps(request, request.app[CONFIG].camera(feed.camera_id).fps)
     paced = _paced(request)
-    priority = _priority(request)
+    priority = viewer_priority(request)
     viewers = request.app[BUS]
     if not viewers.admits(priority):
         raise web.HTTPServiceUnavailable(

@@ -5,40 +5,25 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from titanium.common.priority import parse_priority
 from titanium.services.mjpeg.fanout import Viewer
 from titanium.services.mjpeg.feed import CameraFeed
 from titanium.services.mjpeg.keys import BUS, CONFIG, FEEDS
 from titanium.services.mjpeg.limits import limit_snapshot
 from titanium.services.mjpeg.multipart import OPENING, STREAM_HEADERS
 from titanium.services.mjpeg.sessions import stream_session
+from titanium.services.mjpeg.viewerargs import camera_named, viewer_priority
 
 
 def _feed(request: web.Request, name: str | None = None) -> CameraFeed:
-    """``name``, else the camera named by the path (/cam1/stream) or ``?camera=``, else the
-    first."""
     feeds = request.app[FEEDS]
-    name = name or request.match_info.get("camera") or request.query.get("camera")
-    if name is None:
-        return next(iter(feeds.values()))
-    if name not in feeds:
-        raise web.HTTPNotFound(text=f"no camera {name!r}; cameras: {', '.join(feeds)}\n")
-    return feeds[name]
-
-
-def _priority(request: web.Request) -> str:
-    """``?priority=high|medium|low`` (common/priority.py), medium by default."""
-    try:
-        return parse_priority(request.query.get("priority"))
-    except ValueError as e:
-        raise web.HTTPBadRequest(text=f"{e}\n") from None
+    return feeds[camera_named(request, feeds, name)]
 
 
 async def stream(request: web.Request, camera: str | None = None) -> web.StreamResponse:
     """The MJPEG stream of ``camera`` (other dialects name it their way), else of the
     camera the request names."""
     feed = _feed(request, camera)
-    priority = _priority(request)
+    priority = viewer_priority(request)
     # Held by its token and address: capped per each, ended when the token is revoked.
     async with stream_session(request):
         return await _stream(request, feed, priority)
