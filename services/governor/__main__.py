@@ -20,6 +20,7 @@ from titanium.common.endpoints import Endpoints, bind_private, unlink_ipc
 from titanium.common.messages import CameraStatus, Heartbeat, ViewerCount, encode
 from titanium.common.rpc import serve
 from titanium.common.service import Service, run_until_cancelled, service_config
+from titanium.services.governor import settings
 from titanium.services.governor.actuate import Actuator, profiles
 from titanium.services.governor.control import Control
 from titanium.services.governor.core import Governor
@@ -86,6 +87,7 @@ async def run(config: Config, service: Service) -> None:
 
     available = os.sched_getaffinity(0)  # before the governor pins itself
     gov = Governor(config, Probes.from_config(g), Actuator(profiles(config, available)), publish)
+    gov.state = settings.load_into(gov.state, settings.Settings(config.state_dir), gov.ladders)
     gov.pids["governor"] = (os.getpid(), gov.clock())
     poller = None
     if g.moonraker.url:
