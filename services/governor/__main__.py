@@ -18,7 +18,7 @@ from titanium.common.bus import Publisher, Subscriber
 from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints, bind_private, unlink_ipc
 from titanium.common.messages import CameraStatus, Heartbeat, ViewerCount, encode
-from titanium.common.rpc import serve
+from titanium.common.rpc import serve, server_socket
 from titanium.common.service import Service, run_until_cancelled, service_config
 from titanium.services.governor import settings
 from titanium.services.governor.actuate import Actuator, profiles
@@ -68,8 +68,7 @@ async def run(config: Config, service: Service) -> None:
     _private_dir(config.runtime_dir)
     ctx = zmq.asyncio.Context()
     pub = Publisher(ctx, endpoints.governor_pub(), private=True)
-    rpc = ctx.socket(zmq.ROUTER)
-    rpc.setsockopt(zmq.LINGER, 0)
+    rpc = server_socket(ctx)
     bind_private(rpc, endpoints.governor_rpc())
     if g.control_tcp:
         rpc_tcp, pub_tcp = g.control_tcp.zmq(), g.control_tcp.zmq(1)
