@@ -22,6 +22,14 @@ import zmq.asyncio
 log = logging.getLogger("titanium.rpc")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
+# The largest request a server reads. The biggest real one is an SDP offer to the WebRTC
+# service (a few KB; the front door takes 64 KB at most); without a bound, libzmq reads a
+# frame of any size in full and msgpack unpacks it again. Past it libzmq drops the
+# connection unread, which the client sees as 'disconnected'.
+MAX_REQUEST = 1 << 20
+# Requests being answered at once per server; past it a request gets 'busy' at once
+# instead of one more task (a client that never reads its replies cannot pile them up).
+MAX_PENDING = 256
 
 
 class RpcError(Exception):
@@ -79,6 +87,15 @@ def arg(
     return value
 
 
+def server_socket(ctx: zmq.asyncio.Context) -> zmq.asyncio.Socket:
+    """A ROUTER for :func:`serve`, bounded: options are set before bind, because libzmq
+    gives each connection the options its socket had when it was bound."""
+    sock = ctx.socket(zmq.ROUTER)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST)
+    return sock
+
+
 async def serve(sock: zmq.asyncio.Socket, handlers: Mapping[str, Handler]) -> None:
     """Answer requests on a ROUTER socket until cancelled; each request runs as its own
     task, so one slow command (an ICE gathering) does not hold up the others."""
@@ -108,6 +125,10 @@ async def serve(sock: zmq.asyncio.Socket, handlers: Mapping[str, Handler]) -> No
                     await sock.send_multipart(
                         [frames[0], reply_error(None, "bad_request", "one frame per request")]
                     )
+                continue
+            if len(pending) >= MAX_PENDING:
+                busy = f"{MAX_PENDING} requests already being answered; try again"
+                await sock.send_multipart([frames[0], reply_error(None, "busy", busy)])
                 continue
             task = asyncio.ensure_future(one(frames[0], frames[1]))
             pending.add(task)

@@ -1,5 +1,15 @@
 """What survives a restart lives under the state directory, in SQLite (stdlib, WAL): the
-token database, the Mirage proxy's devices. One way to open such a database."""
+token database, the Mirage proxy's devices, the governor's settings. One way to open such
+a database.
+
+Durability: a transaction is in the WAL file when commit returns, so a writer killed
+(SIGKILL, OOM) at any moment loses nothing it committed and leaves no half transaction: the
+next open replays or ignores the WAL's frames by their checksums. ``synchronous=FULL`` also
+fsyncs the WAL on every commit, so a commit survives a power cut too (NORMAL, SQLite's
+usual WAL choice, may lose the last commits then). Writes here are rare (a token issued, a
+device added, a camera paused), so the fsync costs nothing that matters; a revocation or a
+pause that a power cut undid would.
+"""
 
 from __future__ import annotations
 
@@ -19,5 +29,6 @@ def open_db(state_dir: Path, filename: str, schema: str) -> sqlite3.Connection:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     db = sqlite3.connect(state_dir / filename, timeout=5)
     db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
     db.executescript(schema)
     return db

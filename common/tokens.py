@@ -103,6 +103,31 @@ def parse_ttl(text: str) -> float:
     return value
 
 
+def _create_key(path: Path) -> None:
+    """A new key at ``path``, whole or not at all: written and fsynced under another name,
+    then linked into place (which fails if another process got there first, and then its
+    key is the one). Created in place, a writer killed, or a power cut, between the create
+    and the write left an empty key: every token refused, for good."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(secrets.token_bytes(32))
+            f.flush()
+            os.fsync(f.fileno())
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            return
+        dirfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)  # the new name too, not only the bytes
+        finally:
+            os.close(dirfd)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 class Tokens:
     """The token authority of one state directory."""
 
@@ -129,13 +154,8 @@ class Tokens:
         if self._key is None:
             path = self.state_dir / KEY_FILE
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass
-            else:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(secrets.token_bytes(32))
+            if not path.exists():
+                _create_key(path)
             self._key = path.read_bytes()
             if len(self._key) < 32:
                 raise TokenError("bad", f"the signing key {path} is damaged")

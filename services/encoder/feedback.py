@@ -17,6 +17,9 @@ KEYFRAME_MIN_INTERVAL = 0.5
 BITRATE_WINDOW = 5.0
 BITRATE_MIN_INTERVAL = 5.0
 BITRATE_MIN_CHANGE = 0.1  # relative; smaller moves are noise
+# Every REMB a viewer's browser sends becomes a hint, at a rate the browser chooses: only
+# the hints that can still be the window's minimum are kept, and never more than this.
+MAX_HINTS = 64
 
 
 class EncodeControl:
@@ -31,6 +34,7 @@ class EncodeControl:
         self._was_active = False
         self._wanted_at: float | None = None  # oldest unanswered keyframe request
         self._last_idr = float("-inf")
+        # The window's hints that may still be its minimum: bitrates rising left to right.
         self._hints: deque[tuple[float, int]] = deque()
         self._last_change = float("-inf")
 
@@ -54,7 +58,21 @@ class EncodeControl:
             self._wanted_at = now
 
     def bitrate_hint(self, bitrate: int, now: float) -> None:
+        # A hint at or above this one, and older, is never the minimum while this one lasts.
+        while self._hints and self._hints[-1][1] >= bitrate:
+            self._hints.pop()
+        self._expire(now)
+        if len(self._hints) >= MAX_HINTS:  # rising hints: the newest stands for the highest
+            self._hints.pop()
         self._hints.append((now, bitrate))
+
+    @property
+    def hints_kept(self) -> int:
+        return len(self._hints)
+
+    def _expire(self, now: float) -> None:
+        while self._hints and now - self._hints[0][0] > BITRATE_WINDOW:
+            self._hints.popleft()
 
     def active(self, now: float) -> bool:
         """Someone watches: the recent demands of all sources add up to more than zero."""
@@ -81,8 +99,7 @@ class EncodeControl:
 
     def next_bitrate(self, now: float) -> int | None:
         """A new target when the hints call for one and the last change is old enough."""
-        while self._hints and now - self._hints[0][0] > BITRATE_WINDOW:
-            self._hints.popleft()
+        self._expire(now)
         if now - self._last_change < BITRATE_MIN_INTERVAL:
             return None
         want = min((b for _, b in self._hints), default=self.max_bitrate)

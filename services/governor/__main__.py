@@ -18,8 +18,9 @@ from titanium.common.bus import Publisher, Subscriber
 from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints, bind_private, unlink_ipc
 from titanium.common.messages import CameraStatus, Heartbeat, ViewerCount, encode
-from titanium.common.rpc import serve
+from titanium.common.rpc import serve, server_socket
 from titanium.common.service import Service, run_until_cancelled, service_config
+from titanium.services.governor import settings
 from titanium.services.governor.actuate import Actuator, profiles
 from titanium.services.governor.control import Control
 from titanium.services.governor.core import Governor
@@ -67,8 +68,7 @@ async def run(config: Config, service: Service) -> None:
     _private_dir(config.runtime_dir)
     ctx = zmq.asyncio.Context()
     pub = Publisher(ctx, endpoints.governor_pub(), private=True)
-    rpc = ctx.socket(zmq.ROUTER)
-    rpc.setsockopt(zmq.LINGER, 0)
+    rpc = server_socket(ctx)
     bind_private(rpc, endpoints.governor_rpc())
     if g.control_tcp:
         rpc_tcp, pub_tcp = g.control_tcp.zmq(), g.control_tcp.zmq(1)
@@ -86,6 +86,7 @@ async def run(config: Config, service: Service) -> None:
 
     available = os.sched_getaffinity(0)  # before the governor pins itself
     gov = Governor(config, Probes.from_config(g), Actuator(profiles(config, available)), publish)
+    gov.state = settings.load_into(gov.state, settings.Settings(config.state_dir), gov.ladders)
     gov.pids["governor"] = (os.getpid(), gov.clock())
     poller = None
     if g.moonraker.url:

@@ -10,6 +10,7 @@ not a map), ``unknown_command``, ``bad_args`` (missing, wrong type, out of range
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,10 +18,12 @@ from titanium.common.address import reachable
 from titanium.common.rpc import RpcError, arg
 from titanium.common.tokens import RIGHTS, Tokens, parse_ttl
 from titanium.common.tokenurls import allowed_cameras, token_urls
-from titanium.services.governor import policy
+from titanium.services.governor import policy, settings
 from titanium.services.governor.core import Governor
 from titanium.services.governor.printer import PRINT_STATES, from_hydrogen
 from titanium.services.governor.status import camera_status, status_document
+
+log = logging.getLogger("titanium.governor")
 
 
 class Control:
@@ -28,6 +31,8 @@ class Control:
         self.gov = governor
         self._moonraker = moonraker
         self.tokens = Tokens(governor.config.state_dir)
+        self.settings = settings.Settings(governor.config.state_dir)
+        self._saving = asyncio.Lock()
 
     def handlers(self) -> dict[str, Callable[[dict[str, Any]], Awaitable[Any]]]:
         return {
@@ -53,10 +58,17 @@ class Control:
             raise RpcError("not_found", f"no camera {name!r}; cameras: {known}")
         return [name]
 
-    def _after(self, state: policy.State, cameras: list[str]) -> dict[str, Any]:
-        """Adopt ``state``, decide at once (not at the next sample) and tell the result."""
+    async def _after(self, state: policy.State, cameras: list[str]) -> dict[str, Any]:
+        """Adopt ``state``, decide at once (not at the next sample), save the settings
+        (services/governor/settings.py) and tell the result."""
         self.gov.state = state
         self.gov.decide()
+        async with self._saving:  # one writer; each writes the state as it is by then
+            saved = settings.of_state(self.gov.state, self.gov.ladders, cameras)
+            try:
+                await asyncio.to_thread(self.settings.save, saved)  # fsync: off the loop
+            except Exception as e:  # sqlite3.Error (not imported here) or OSError
+                log.error("settings of %s not saved (lost at a restart): %s", cameras, e)
         return {"cameras": {c: camera_status(self.gov, c) for c in cameras}}
 
     async def status(self, args: dict[str, Any]) -> dict[str, Any]:
@@ -93,7 +105,7 @@ class Control:
         cams = self._cameras(args)
         for cam in cams:
             state = policy.pause(state, cam, by)
-        return self._after(state, cams)
+        return await self._after(state, cams)
 
     async def resume(self, args: dict[str, Any]) -> dict[str, Any]:
         """``stream.resume`` ``{camera?: str}`` → ``{cameras: {id: status}}``. Ends a
@@ -103,7 +115,7 @@ class Control:
         cams = self._cameras(args)
         for cam in cams:
             state = policy.resume(state, cam)
-        return self._after(state, cams)
+        return await self._after(state, cams)
 
     async def quality_set(self, args: dict[str, Any]) -> dict[str, Any]:
         """``quality.set`` ``{camera: str, rung: str}`` → ``{cameras: {id: status}}``.
@@ -121,7 +133,7 @@ class Control:
             ) from None
         if ladder.rungs[index].paused:
             raise RpcError("bad_args", "use stream.pause to pause a camera")
-        return self._after(policy.set_best(self.gov.state, camera, index), [camera])
+        return await self._after(policy.set_best(self.gov.state, camera, index), [camera])
 
     async def quality_auto(self, args: dict[str, Any]) -> dict[str, Any]:
         """``quality.auto`` ``{camera?: str}`` → ``{cameras: {id: status}}``. Ends
@@ -130,7 +142,7 @@ class Control:
         cams = self._cameras(args)
         for cam in cams:
             state = policy.set_best(state, cam, None)
-        return self._after(state, cams)
+        return await self._after(state, cams)
 
     async def cameras_list(self, args: dict[str, Any]) -> list[dict[str, Any]]:
         """``cameras.list`` ``{}`` → ``[{id, device, priority, ladder: [rung…], rung, paused,

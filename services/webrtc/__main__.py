@@ -17,7 +17,7 @@ from titanium.common.bus import Publisher, Subscriber
 from titanium.common.config import Config
 from titanium.common.endpoints import Endpoints, unlink_ipc
 from titanium.common.messages import Heartbeat, ViewerAdmission
-from titanium.common.rpc import serve
+from titanium.common.rpc import serve, server_socket
 from titanium.common.service import Service, run_until_cancelled, service_config
 from titanium.services.webrtc import proof
 from titanium.services.webrtc.feed import EncodedFeed
@@ -31,8 +31,7 @@ async def run(config: Config, service: Service) -> None:
     endpoints = Endpoints(config.runtime_dir)
     ctx = zmq.asyncio.Context()
     pub = Publisher(ctx, endpoints.webrtc_pub())
-    rpc = ctx.socket(zmq.ROUTER)
-    rpc.setsockopt(zmq.LINGER, 0)
+    rpc = server_socket(ctx)
     rpc.bind(endpoints.webrtc_rpc())
     governor = Subscriber(ctx, [endpoints.governor_pub()], (ViewerAdmission,))
     feeds = {

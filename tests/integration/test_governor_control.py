@@ -8,12 +8,14 @@ import json
 import random
 import stat
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import msgpack
+import psutil
 import pytest
 import zmq
 
@@ -148,6 +150,36 @@ def test_garbage_and_wrong_requests_get_error_replies_and_status_still_answers(
     finally:
         sock.close()
         ctx.term()
+    assert governor.call("cameras.list")[0]["id"] == "bed"
+    assert governor.proc.poll() is None
+
+
+def test_a_100_mb_request_is_refused_unread_and_the_governor_keeps_serving(
+    governor: GovernorProcess,
+) -> None:
+    """Pins: libzmq read a frame of any size in full and msgpack unpacked it, so one local
+    client could make the governor allocate what it sent (twice) and answer it. Now past
+    rpc.MAX_REQUEST the connection is dropped unread: the client is told 'disconnected'."""
+    proc = psutil.Process(governor.proc.pid)
+    before = proc.memory_info().rss
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.01):
+            peak[0] = max(peak[0], proc.memory_info().rss)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        with pytest.raises(RpcError) as e:
+            governor.call("status", pad=b"x" * 100_000_000)
+        assert e.value.code == "disconnected", e.value
+        time.sleep(0.5)
+    finally:
+        done.set()
+        sampler.join(2)
+    assert peak[0] - before < 20_000_000, f"grew by {(peak[0] - before) / 1e6:.0f} MB"
     assert governor.call("cameras.list")[0]["id"] == "bed"
     assert governor.proc.poll() is None
 

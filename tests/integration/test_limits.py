@@ -19,6 +19,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection
 
 from tests.integration.conftest import Stack
 from tests.integration.mjpeg_client import MjpegClient
+from titanium.common.ratelimit import MAX_KEYS
 
 OTHER = "127.0.0.2"
 # A camera-streamer step for a session nobody has: the webrtc service answers 404 at once,
@@ -180,3 +181,45 @@ def test_sessions_per_address_count_streams_and_peers_together(
         for client in (first, second, refused, other):
             client.close()
     assert stack.status()["limits"]["refused"]["sessions"] == 3
+
+
+def test_ten_thousand_client_addresses_do_not_grow_the_bucket_table_past_its_bound(
+    stack: Stack,
+) -> None:
+    """10 000 clients behind a proxy (each a new X-Forwarded-For from loopback), one
+    signalling request each, faster than the idle sweep (once per refill time, 10 s) can
+    drop them: every one is served (a new address has its full burst) and /status never
+    shows more than ratelimit.MAX_KEYS tracked."""
+    tracked: list[int] = []
+
+    async def flood() -> list[int]:
+        statuses: list[int] = []
+        queue = iter(range(10_000))
+
+        async def one_connection(http: aiohttp.ClientSession) -> None:
+            for i in queue:
+                address = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+                headers = {"X-Forwarded-For": address}
+                async with http.post(stack.url("/webrtc"), data=UNKNOWN, headers=headers) as r:
+                    statuses.append(r.status)
+                    await r.read()
+
+        async def watch(http: aiohttp.ClientSession) -> None:
+            while len(statuses) < 10_000:
+                async with http.get(stack.url("/status")) as r:
+                    tracked.append((await r.json())["limits"]["clients_tracked"])
+                await asyncio.sleep(0.25)
+
+        async with _session() as http:
+            watcher = asyncio.ensure_future(watch(http))
+            await asyncio.gather(*(one_connection(http) for _ in range(8)))
+            await watcher
+        return statuses
+
+    started = time.monotonic()
+    statuses = asyncio.run(flood())
+    took = time.monotonic() - started
+    assert len(statuses) == 10_000 and set(statuses) == {404}, set(statuses)
+    assert max(tracked) >= MAX_KEYS // 2, f"the flood was too slow to test: {tracked}"
+    assert max(tracked) <= MAX_KEYS, tracked
+    print(f"10 000 addresses in {took:.1f} s; at most {max(tracked)} tracked")

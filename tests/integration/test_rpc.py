@@ -12,7 +12,7 @@ import pytest
 import zmq
 import zmq.asyncio
 
-from titanium.common.rpc import RpcClient, RpcError, arg, serve
+from titanium.common.rpc import MAX_PENDING, RpcClient, RpcError, arg, serve, server_socket
 
 
 async def _echo(args: dict[str, Any]) -> Any:
@@ -61,6 +61,49 @@ def test_replies_errors_and_resilience(tmp_path: Path) -> None:
             assert e.value.code == "timeout"
         finally:
             client.close()
+            raw.close(0)
+            server.cancel()
+            router.close(0)
+            ctx.term()
+
+    asyncio.run(main())
+
+
+def test_past_max_pending_a_request_is_answered_busy_and_the_rest_are_served(
+    tmp_path: Path,
+) -> None:
+    """Pins: each request became a task with no bound, so a client sending faster than a
+    slow command answers grew the server's tasks (and their requests) without limit."""
+
+    async def main() -> None:
+        ctx = zmq.asyncio.Context()
+        endpoint = f"ipc://{tmp_path}/t.rpc"
+        router = server_socket(ctx)
+        router.bind(endpoint)
+        release = asyncio.Event()
+
+        async def hold(args: dict[str, Any]) -> Any:
+            await release.wait()
+            return "held"
+
+        server = asyncio.ensure_future(serve(router, {"hold": hold, "echo": _echo}))
+        raw = ctx.socket(zmq.DEALER)
+        raw.setsockopt(zmq.LINGER, 0)
+        raw.connect(endpoint)
+        try:
+            extra = 5
+            for i in range(MAX_PENDING + extra):
+                await raw.send(msgpack.packb({"id": i, "cmd": "hold"}))
+            busy = [msgpack.unpackb(await asyncio.wait_for(raw.recv(), 5)) for _ in range(extra)]
+            assert all(r["error"]["code"] == "busy" for r in busy), busy
+            release.set()
+            held = [
+                msgpack.unpackb(await asyncio.wait_for(raw.recv(), 5)) for _ in range(MAX_PENDING)
+            ]
+            assert sorted(r["id"] for r in held) == list(range(MAX_PENDING))
+            await raw.send(msgpack.packb({"id": "e", "cmd": "echo", "args": {"n": 2}}))
+            assert msgpack.unpackb(await asyncio.wait_for(raw.recv(), 5))["result"] == {"n": 4}
+        finally:
             raw.close(0)
             server.cancel()
             router.close(0)

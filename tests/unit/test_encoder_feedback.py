@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from titanium.services.encoder.feedback import EncodeControl
+import random
+
+from titanium.services.encoder.feedback import BITRATE_WINDOW, MAX_HINTS, EncodeControl
 
 MAX, FLOOR = 2_000_000, 250_000
 
@@ -88,3 +90,28 @@ def test_demands_of_two_sources_add_up_and_time_out_each_on_its_own() -> None:
     # The front door went silent (its last demand at 1.5); the WebRTC service did not.
     assert c.active(4.6) and c.viewers == 2
     assert not c.active(6.5), "both sources went silent"
+
+
+def test_a_remb_flood_keeps_a_bounded_window_and_its_minimum() -> None:
+    """Pins: every hint was kept for the window, and pruned only while encoding, so a
+    browser sending REMBs as fast as it liked grew the encoder's list without bound."""
+    rng = random.Random(14)
+    c = EncodeControl(MAX, FLOOR)
+    sent: list[tuple[float, int]] = []
+    for i in range(100_000):
+        now = i * 0.0001  # 10 000 a second, for 10 s
+        bitrate = rng.randrange(FLOOR, MAX)
+        c.bitrate_hint(bitrate, now)
+        sent.append((now, bitrate))
+        assert c.hints_kept <= MAX_HINTS
+    now = sent[-1][0]
+    weakest = min(b for t, b in sent if now - t <= BITRATE_WINDOW)
+    assert c.next_bitrate(now) == weakest
+
+
+def test_rising_hints_at_the_cap_keep_the_weakest() -> None:
+    c = EncodeControl(MAX, FLOOR)
+    for i in range(1000):
+        c.bitrate_hint(FLOOR + 1000 * i, i * 0.001)
+    assert c.hints_kept == MAX_HINTS
+    assert c.next_bitrate(1.0) == FLOOR
